@@ -1,0 +1,69 @@
+"""One settings object for the whole service.
+
+Every limit and knob lives here. CLI flags and ``MEGAASR_*`` environment variables both map onto
+these fields (``megaasr serve --help`` lists them), so nothing else in the code reads the
+environment.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_home() -> Path:
+    return Path.home() / ".cache" / "megaasr"
+
+
+class Settings(BaseSettings):
+    """Service configuration. Field descriptions double as ``--help`` text."""
+
+    model_config = SettingsConfigDict(env_prefix="MEGAASR_", extra="ignore")
+
+    # Where converted checkpoints, noise banks and job results live.
+    home: Path = Field(default_factory=_default_home, description="Cache folder for models and job data.")
+
+    # Network.
+    host: str = Field("127.0.0.1", description="Address to bind.")
+    port: int = Field(8000, ge=0, le=65535, description="Port to bind.")
+
+    # Model and engine.
+    model: str = Field("whisper-tiny.en", description="Model name from the registry, or a local HF Whisper folder.")
+    engine: Literal["embedded", "vllm"] = Field("embedded", description="Inference engine.")
+    device: str = Field("cpu", description="torch device for the embedded engine.")
+    threads: int = Field(0, ge=0, description="torch intra-op threads (0 = all cores).")
+    compute_type: Literal["float32", "int8"] = Field("float32", description="Embedded engine weights: fp32 or dynamic int8.")
+    beam_size: int = Field(1, ge=1, le=10, description="Beam width for decoding.")
+
+    # Batching and queueing.
+    max_batch_size: int = Field(8, ge=1, le=256, description="Most requests decoded together in one batch.")
+    batch_wait_ms: float = Field(10.0, ge=0, le=5000, description="How long the batcher waits to fill a batch.")
+    max_queue: int = Field(64, ge=1, description="Pending requests allowed before answering 429.")
+    retry_after_s: int = Field(1, ge=1, description="Retry-After seconds sent with 429/503.")
+
+    # Input limits.
+    max_upload_mb: float = Field(25.0, gt=0, description="Largest accepted upload, in MB (10^6 bytes).")
+    max_duration_s: float = Field(3600.0, gt=0, description="Longest accepted audio, in seconds.")
+    request_timeout_s: float = Field(600.0, gt=0, description="Most time one transcription may take.")
+
+    # Security.
+    api_key: SecretStr | None = Field(None, description="If set, every endpoint but /health needs 'Authorization: Bearer <key>'.")
+    cors_origins: list[str] = Field(default_factory=list, description="Allowed CORS origins (empty = CORS off).")
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1_000_000)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()
