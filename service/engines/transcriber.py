@@ -1,0 +1,237 @@
+"""The transcription loop: windows, temperature fallback, guards and segments, batched across requests.
+
+This is OpenAI's ``transcribe()`` algorithm (also faster-whisper's), run in lockstep over many
+requests: every live request contributes its current 30-second window to one encoder batch,
+decoding happens in groups that share a temperature and prompt length, and each request then
+advances its own ``seek``. Seeking to the last complete timestamp pair is what keeps words from
+being lost or doubled at window borders on long audio.
+
+Guards against invented text:
+* **silence**: a window whose audio peak is below ``silence_dbfs`` is not decoded at all;
+* **no-speech**: a window whose no-speech probability is high *and* whose decode is unconfident
+  (avg log-prob below threshold) is skipped, as in OpenAI's reference;
+* **repetition**: a window still over the compression-ratio threshold after the last fallback
+  temperature (a looping decode) is dropped rather than returned.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from service.engines.base import Segment, TranscriptionOptions, TranscriptionResult
+from service.engines.decoding import TokenDecoder, WindowDecode
+from service.engines.features import (FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, SAMPLE_RATE, LogMel,
+                                      pad_or_trim)
+from service.engines.vocabulary import WhisperVocabulary
+from service.engines.whisper_runner import WhisperRunner
+
+TIME_PRECISION = 0.02  # seconds per timestamp token
+INPUT_STRIDE = 2  # mel frames per timestamp step
+
+
+def compression_ratio(text: str) -> float:
+    """gzip-style ratio; loops of repeated text compress far better than speech (> 2.4)."""
+    raw = text.encode("utf-8")
+    return len(raw) / len(zlib.compress(raw)) if raw else 0.0
+
+
+@dataclass
+class GuardConfig:
+    silence_dbfs: float = -60.0
+    drop_repetitive: bool = True
+
+
+@dataclass
+class _Job:
+    """One request walking through its windows."""
+
+    audio: np.ndarray
+    mel: torch.Tensor
+    options: TranscriptionOptions
+    language: str | None
+    generator: torch.Generator | None
+    seek: int = 0
+    segments: list[Segment] = field(default_factory=list)
+    tokens: list[int] = field(default_factory=list)
+    language_probability: float = 1.0
+    dropped_windows: int = 0
+
+    @property
+    def content_frames(self) -> int:
+        return self.mel.shape[-1] - N_FRAMES
+
+    @property
+    def done(self) -> bool:
+        return self.seek >= self.content_frames
+
+
+class Transcriber:
+    """Turns audio arrays into :class:`TranscriptionResult` with one loaded model."""
+
+    def __init__(self, runner: WhisperRunner, vocab: WhisperVocabulary, tokenizer, log_mel: LogMel,
+                 max_batch_size: int = 8, guards: GuardConfig | None = None) -> None:
+        self.runner = runner
+        self.vocab = vocab
+        self.tokenizer = tokenizer
+        self.log_mel = log_mel
+        self.max_batch_size = max_batch_size
+        self.guards = guards or GuardConfig()
+        self.decoder = TokenDecoder(runner, vocab)
+
+    def transcribe(self, audios: list[np.ndarray], options: list[TranscriptionOptions]
+                   ) -> list[TranscriptionResult]:
+        jobs = [self._new_job(a, o) for a, o in zip(audios, options)]
+        while True:
+            live = [j for j in jobs if not j.done]
+            if not live:
+                break
+            for start in range(0, len(live), self.max_batch_size):
+                self._advance(live[start:start + self.max_batch_size])
+        return [self._result(j) for j in jobs]
+
+    # -- one window for each of up to max_batch_size jobs ---------------------------------------
+    def _advance(self, jobs: list[_Job]) -> None:
+        sizes = [min(N_FRAMES, j.content_frames - j.seek) for j in jobs]
+        silent = [self._is_silent(j, size) for j, size in zip(jobs, sizes)]
+        active = [i for i, s in enumerate(silent) if not s]
+        for i, s in enumerate(silent):
+            if s:
+                jobs[i].seek += sizes[i]
+        if not active:
+            return
+        mels = torch.stack([pad_or_trim(jobs[i].mel[:, jobs[i].seek:jobs[i].seek + sizes[i]]) for i in active])
+        states = self.runner.encode(mels)
+        for pos, i in enumerate(active):
+            if jobs[i].language is None and self.vocab.multilingual:
+                self._detect_language(jobs[i], states[pos:pos + 1])
+        decodes = self._decode_with_fallback([jobs[i] for i in active], states)
+        for pos, i in enumerate(active):
+            self._consume(jobs[i], decodes[pos], sizes[i])
+
+    def _is_silent(self, job: _Job, size: int) -> bool:
+        start = job.seek * HOP_LENGTH
+        chunk = job.audio[start:start + size * HOP_LENGTH]
+        peak = float(np.max(np.abs(chunk))) if chunk.size else 0.0
+        return peak <= 10 ** (self.guards.silence_dbfs / 20)
+
+    def _detect_language(self, job: _Job, state: torch.Tensor) -> None:
+        dstate = self.runner.start(state, 1)
+        logits = self.runner.step(torch.tensor([[self.vocab.sot]]), dstate)[0, -1]
+        codes = list(self.vocab.language_tokens)
+        ids = torch.tensor([self.vocab.language_tokens[c] for c in codes])
+        probs = torch.softmax(logits[ids], dim=-1)
+        best = int(probs.argmax())
+        job.language, job.language_probability = codes[best], float(probs[best])
+
+    def _decode_with_fallback(self, jobs: list[_Job], states: torch.Tensor) -> list[WindowDecode]:
+        results: list[WindowDecode | None] = [None] * len(jobs)
+        pending = list(range(len(jobs)))
+        attempt = 0
+        while pending:
+            groups: dict[tuple[float, int], list[int]] = {}
+            for i in pending:
+                temps = jobs[i].options.temperatures or (0.0,)
+                prompt = self._prompt(jobs[i])
+                groups.setdefault((temps[min(attempt, len(temps) - 1)], len(prompt)), []).append(i)
+            still: list[int] = []
+            for (temperature, _), members in groups.items():
+                decodes = self.decoder.decode(
+                    states[members], [self._prompt(jobs[i]) for i in members], temperature,
+                    max(jobs[i].options.max_new_tokens for i in members),
+                    [jobs[i].generator for i in members])
+                for i, d in zip(members, decodes):
+                    results[i] = d
+                    temps = jobs[i].options.temperatures or (0.0,)
+                    if attempt + 1 < len(temps) and self._needs_fallback(jobs[i].options, d):
+                        still.append(i)
+            pending = still
+            attempt += 1
+        return results  # type: ignore[return-value]
+
+    def _needs_fallback(self, opts: TranscriptionOptions, d: WindowDecode) -> bool:
+        text = self.tokenizer.decode([t for t in d.tokens if t < self.vocab.eot])
+        failed = (compression_ratio(text) > opts.compression_ratio_threshold
+                  or d.avg_logprob < opts.logprob_threshold)
+        if d.no_speech_prob > opts.no_speech_threshold and d.avg_logprob < opts.logprob_threshold:
+            return False  # silence: falling back would only invent text
+        return failed
+
+    def _prompt(self, job: _Job) -> list[int]:
+        previous: list[int] = []
+        if job.options.prompt:
+            previous = self.tokenizer.encode(" " + job.options.prompt.strip(), add_special_tokens=False)
+        if job.options.condition_on_previous_text:
+            previous = previous + job.tokens
+        return self.vocab.prompt(job.language, job.options.task, previous or None)
+
+    # -- turning a window's tokens into segments --------------------------------------------------
+    def _consume(self, job: _Job, d: WindowDecode, size: int) -> None:
+        opts = job.options
+        window_start = job.seek
+        time_offset = window_start / FRAMES_PER_SECOND
+        text_all = self.tokenizer.decode([t for t in d.tokens if t < self.vocab.eot])
+        ratio = compression_ratio(text_all)
+        skip = d.no_speech_prob > opts.no_speech_threshold and d.avg_logprob < opts.logprob_threshold
+        loop = self.guards.drop_repetitive and ratio > opts.compression_ratio_threshold
+        if skip or loop or not d.tokens:
+            job.dropped_windows += int(skip or loop)
+            job.seek += size
+            return
+        tokens = d.tokens
+        ts = self.vocab.timestamp_begin
+        is_ts = [t >= ts for t in tokens]
+        single_ending = len(is_ts) >= 2 and is_ts[-2:] == [False, True]
+        consecutive = [i + 1 for i in range(len(is_ts) - 1) if is_ts[i] and is_ts[i + 1]]
+        duration = job.content_frames / FRAMES_PER_SECOND
+        pieces: list[tuple[float, float, list[int]]] = []
+        if consecutive:
+            slices = consecutive + ([len(tokens)] if single_ending else [])
+            last = 0
+            for cut in slices:
+                part = tokens[last:cut]
+                start = time_offset + (part[0] - ts) * TIME_PRECISION
+                end = time_offset + (part[-1] - ts) * TIME_PRECISION
+                pieces.append((start, end, part))
+                last = cut
+            if single_ending:
+                job.seek += size
+            else:
+                job.seek += (tokens[last - 1] - ts) * INPUT_STRIDE
+        else:
+            seg_duration = size / FRAMES_PER_SECOND
+            stamps = [t for t in tokens if t >= ts]
+            if stamps and stamps[-1] != ts:
+                seg_duration = (stamps[-1] - ts) * TIME_PRECISION
+            pieces.append((time_offset, time_offset + seg_duration, tokens))
+            job.seek += size
+        if job.seek <= window_start:  # a zero-length advance would loop forever
+            job.seek = window_start + size
+        for start, end, part in pieces:
+            text_tokens = [t for t in part if t < self.vocab.eot]
+            text = self.tokenizer.decode(text_tokens)
+            if not text.strip():
+                continue
+            job.segments.append(Segment(
+                id=len(job.segments), seek=window_start, start=round(min(start, duration), 3),
+                end=round(min(max(end, start), duration), 3), text=text, tokens=part,
+                temperature=d.temperature, avg_logprob=d.avg_logprob, compression_ratio=ratio,
+                no_speech_prob=d.no_speech_prob))
+            job.tokens.extend(text_tokens)
+
+    def _new_job(self, audio: np.ndarray, options: TranscriptionOptions) -> _Job:
+        gen = None
+        if options.seed is not None:
+            gen = torch.Generator().manual_seed(options.seed)
+        language = options.language if self.vocab.multilingual else "en"
+        return _Job(audio=audio, mel=self.log_mel(audio), options=options, language=language, generator=gen)
+
+    def _result(self, job: _Job) -> TranscriptionResult:
+        text = "".join(s.text for s in job.segments).strip()
+        return TranscriptionResult(
+            text=text, segments=job.segments, language=job.language or "en",
+            duration=len(job.audio) / SAMPLE_RATE, language_probability=job.language_probability,
+            adapter=job.options.adapter, extras={"dropped_windows": job.dropped_windows})
