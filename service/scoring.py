@@ -170,9 +170,7 @@ def score(reference: str, hypothesis: str, normalise: bool = True, language: str
     )
 
 
-def corpus_score(
-    pairs: Iterable[tuple[str, str]], normalise: bool = True, language: str = ENGLISH
-) -> Score:
+def corpus_score(pairs: Iterable[tuple[str, str]], normalise: bool = True, language: str = ENGLISH) -> Score:
     """Micro-averaged score over ``(reference, hypothesis)`` pairs: Σedits / Σreference words (paper §6)."""
     return sum((score(ref, hyp, normalise, language) for ref, hyp in pairs), EMPTY_SCORE)
 
@@ -222,9 +220,7 @@ def hallucination_flag(
 
     Any word transcribed over an empty reference is a hallucination (its insertion rate is >= 1).
     """
-    return score.insertion_rate > max_insertion_rate or repeated_ngram(
-        hypothesis, repeat_n, repeat_threshold
-    )
+    return score.insertion_rate > max_insertion_rate or repeated_ngram(hypothesis, repeat_n, repeat_threshold)
 
 
 def omission_flag(score: Score, max_deletion_rate: float = DEFAULT_MAX_DELETION_RATE) -> bool:

@@ -8,6 +8,7 @@ import math
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from service.scoring import (
     EMPTY_SCORE,
@@ -129,7 +130,7 @@ def test_error_rate_convention() -> None:
 
 
 def test_score_is_immutable() -> None:
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         score("a", "a").hits = 5  # type: ignore[misc]
 
 
