@@ -47,7 +47,7 @@ class Settings(BaseSettings):
 
     # Input limits.
     max_upload_mb: float = Field(25.0, gt=0, description="Largest accepted upload, in MB (10^6 bytes).")
-    max_duration_s: float = Field(3600.0, gt=0, description="Longest accepted audio, in seconds.")
+    max_duration_s: float = Field(1800.0, gt=0, description="Longest accepted audio, in seconds.")
     request_timeout_s: float = Field(600.0, gt=0, description="Most time one transcription may take.")
 
     # Security.

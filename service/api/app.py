@@ -1,0 +1,108 @@
+"""The FastAPI application: wiring of routes, guards, error mapping and the engine's lifetime."""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, Response
+
+from service.api.errors import install_error_handlers
+from service.api.middleware import BearerAuthMiddleware, BodyLimitMiddleware
+from service.api.protocol import ModelCard, ModelList
+from service.api.state import DEFAULT_ALIASES, ServiceState
+from service.api.transcriptions import router as transcription_router
+from service.config import Settings
+from service.engines.base import Engine
+from service.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
+    """Build the app. Without ``engine``, one is built from ``settings`` when the app starts."""
+    metrics = Metrics()
+    created = int(time.time())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        eng = engine
+        if eng is None:
+            from service.engines.factory import build_engine
+
+            eng = build_engine(settings)
+        state = ServiceState(settings, eng, metrics)
+        app.state.service = state
+        await eng.start()
+        metrics.engine_ready.set(1)
+        load = getattr(eng, "load_seconds", None)
+        if load is not None:
+            metrics.model_load_seconds.labels(model=eng.info.id).set(load)
+        try:
+            yield
+        finally:
+            state.draining = True
+            metrics.engine_ready.set(0)
+            await eng.close()
+
+    app = FastAPI(title="Mega-ASR", version="0.1.0", lifespan=lifespan,
+                  description="Speech recognition that keeps working in the wild. OpenAI-compatible.")
+    install_error_handlers(app)
+    app.include_router(transcription_router)
+
+    @app.get("/health", summary="Liveness: the process answers")
+    async def health() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/ready", summary="Readiness: the model is loaded and accepting work")
+    async def ready(request: Request) -> JSONResponse:
+        state: ServiceState | None = getattr(request.app.state, "service", None)
+        ok = bool(state and state.engine.ready and not state.draining)
+        return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
+
+    @app.get("/v1/models", response_model=ModelList, summary="Served models")
+    async def list_models(request: Request) -> ModelList:
+        state: ServiceState = request.app.state.service
+        info = state.engine.info
+        cards = [ModelCard(id=info.id, created=created, root=info.path, multilingual=info.multilingual,
+                           adapters=list(info.adapters), router="untrained: routing disabled")]
+        cards += [ModelCard(id=alias, created=created, root=info.id) for alias in DEFAULT_ALIASES]
+        return ModelList(data=cards)
+
+    @app.get("/v1/models/{model_id}", response_model=ModelCard, summary="One served model")
+    async def get_model(model_id: str, request: Request) -> ModelCard:
+        state: ServiceState = request.app.state.service
+        resolved = state.resolve_model(model_id)
+        return ModelCard(id=model_id, created=created, root=resolved)
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    async def metrics_endpoint(request: Request) -> Response:
+        state: ServiceState | None = getattr(request.app.state, "service", None)
+        if state is not None:
+            metrics.queue_depth.set(state.engine.queue_depth())
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+
+    @app.middleware("http")
+    async def count_requests(request: Request, call_next):
+        started = time.monotonic()
+        route = request.scope.get("route")
+        response = await call_next(request)
+        route = request.scope.get("route") or route
+        endpoint = getattr(route, "path", "unmatched")
+        metrics.requests.labels(endpoint=endpoint, status=str(response.status_code)).inc()
+        metrics.latency.labels(endpoint=endpoint).observe(time.monotonic() - started)
+        return response
+
+    # Outermost guards: auth, then the streaming size limit, before any body is parsed.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
+                           allow_headers=["*"])
+    if settings.api_key is not None:
+        app.add_middleware(BearerAuthMiddleware, api_key=settings.api_key.get_secret_value())
+    return app
+
+

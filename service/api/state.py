@@ -1,0 +1,78 @@
+"""What the API layer shares between requests: settings, engine, metrics and routing."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from service.api.protocol import RouterInfo
+from service.config import Settings
+from service.engines.base import Engine, TranscriptionOptions, TranscriptionResult
+from service.errors import InvalidRequest, NotFound, Unavailable
+from service.metrics import Metrics
+
+ROUTER_MODES = ("auto", "base", "robust")
+#: Names the official clients send by habit; they mean "the served model".
+DEFAULT_ALIASES = ("whisper-1",)
+
+
+class ServiceState:
+    def __init__(self, settings: Settings, engine: Engine, metrics: Metrics) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.metrics = metrics
+        self.draining = False
+
+    # -- model names ------------------------------------------------------------------------------
+    @property
+    def model_ids(self) -> list[str]:
+        return [self.engine.info.id]
+
+    def resolve_model(self, name: str) -> str:
+        if name in self.model_ids or name in DEFAULT_ALIASES:
+            return self.engine.info.id
+        raise NotFound(f"The model '{name}' does not exist. Served: {', '.join(self.model_ids)} "
+                       f"(aliases: {', '.join(DEFAULT_ALIASES)}).", param="model", code="model_not_found")
+
+    @property
+    def supports_word_timestamps(self) -> bool:
+        return False
+
+    def vocabulary_language(self, language: str | None) -> str | None:
+        vocab = getattr(self.engine, "vocabulary", None)
+        if vocab is None:
+            return language or None
+        return vocab.normalise_language(language)
+
+    # -- decoding ---------------------------------------------------------------------------------
+    async def transcribe(self, samples: np.ndarray, options: TranscriptionOptions, router_mode: str
+                         ) -> tuple[TranscriptionResult, RouterInfo]:
+        if router_mode not in ROUTER_MODES:
+            raise InvalidRequest(f"Unknown router mode '{router_mode}'; use auto, base or robust.",
+                                 param="router")
+        if self.draining:
+            raise Unavailable("The service is shutting down.", headers={"Retry-After": "5"})
+        if not self.engine.ready:
+            raise Unavailable("The model is still loading.", headers={"Retry-After": "5"})
+        if router_mode == "robust" and "robust" not in self.engine.info.adapters:
+            raise InvalidRequest("No robust adapter is loaded; start the service with --checkpoint.",
+                                 param="router", code="adapter_not_loaded")
+        adapter = "robust" if router_mode == "robust" else "base"
+        route = RouterInfo(mode=router_mode, adapter=adapter, p_degraded=None)
+        self.metrics.router_decisions.labels(adapter=adapter, mode=router_mode).inc()
+        self.metrics.queue_depth.set(self.engine.queue_depth() + 1)
+        try:
+            results = await self.engine.transcribe([samples], [_with_adapter(options, adapter)])
+        finally:
+            self.metrics.queue_depth.set(self.engine.queue_depth())
+        return results[0], route
+
+    def observe_transcription(self, result: TranscriptionResult, seconds: float) -> None:
+        self.metrics.audio_seconds.labels(adapter=result.adapter).inc(result.duration)
+        if result.duration > 0:
+            self.metrics.rtf.observe(seconds / result.duration)
+
+
+def _with_adapter(options: TranscriptionOptions, adapter: str) -> TranscriptionOptions:
+    from dataclasses import replace
+
+    return replace(options, adapter=adapter)
