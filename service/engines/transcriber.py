@@ -16,7 +16,6 @@ Guards against invented text:
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,15 +27,10 @@ from service.engines.features import (FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, S
                                       pad_or_trim)
 from service.engines.vocabulary import WhisperVocabulary
 from service.engines.whisper_runner import WhisperRunner
+from service.scoring import compression_ratio
 
 TIME_PRECISION = 0.02  # seconds per timestamp token
 INPUT_STRIDE = 2  # mel frames per timestamp step
-
-
-def compression_ratio(text: str) -> float:
-    """gzip-style ratio; loops of repeated text compress far better than speech (> 2.4)."""
-    raw = text.encode("utf-8")
-    return len(raw) / len(zlib.compress(raw)) if raw else 0.0
 
 
 @dataclass

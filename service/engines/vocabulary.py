@@ -84,7 +84,8 @@ def load_vocabulary(tokenizer: Any, generation_config: Any, vocab_size: int) -> 
     def tid(*names: str) -> int:
         for name in names:
             value = tokenizer.convert_tokens_to_ids(name)
-            if value is not None and value != tokenizer.unk_token_id:
+            # Unknown tokens map to unk (which is <|endoftext|> in Whisper): check the round trip.
+            if value is not None and tokenizer.convert_ids_to_tokens(int(value)) == name:
                 return int(value)
         raise ValueError(f"tokenizer lacks the special token {names[0]}")
 

@@ -1,0 +1,125 @@
+"""The embedded engine on real weights and real speech (slow tier)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import soxr
+
+from service.config import Settings
+from service.engines.base import TranscriptionOptions
+from service.engines.embedded import EmbeddedEngine, load_transcriber
+from service.scoring import corpus_score, normalise_english
+
+pytestmark = pytest.mark.slow
+
+
+def read16k(path: Path) -> np.ndarray:
+    x, sr = sf.read(path, dtype="float32", always_2d=True)
+    x = x.mean(axis=1)
+    return x if sr == 16000 else soxr.resample(x, sr, 16000).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_en_dir: Path):
+    return load_transcriber(tiny_en_dir, Settings(threads=2))
+
+
+@pytest.fixture(scope="module")
+def base(base_dir: Path):
+    return load_transcriber(base_dir, Settings(threads=2))
+
+
+def _wer(transcriber, librivox) -> float:
+    audios = [read16k(p) for p, _ in librivox]
+    results = transcriber.transcribe(audios, [TranscriptionOptions(language="en")] * len(audios))
+    return corpus_score([(ref, r.text) for (_, ref), r in zip(librivox, results)]).wer
+
+
+def test_tiny_en_librivox_wer(tiny, librivox) -> None:
+    assert _wer(tiny, librivox) <= 0.06
+
+
+def test_base_librivox_wer(base, librivox) -> None:
+    assert _wer(base, librivox) <= 0.03
+
+
+def test_base_detects_english(base, librivox) -> None:
+    result = base.transcribe([read16k(librivox[0][0])], [TranscriptionOptions()])[0]
+    assert result.language == "en" and result.language_probability > 0.5
+
+
+def test_batched_equals_one_by_one(tiny, librivox) -> None:
+    audios = [read16k(p) for p, _ in librivox]
+    batched = [r.text for r in tiny.transcribe(audios, [TranscriptionOptions()] * len(audios))]
+    single = [tiny.transcribe([a], [TranscriptionOptions()])[0].text for a in audios]
+    assert batched == single
+
+
+def test_long_audio_no_word_lost_or_doubled(tiny, librivox) -> None:
+    """~80 s of speech over three windows: every word once, timestamps monotonic and in range."""
+    pause = np.zeros(8000, dtype=np.float32)
+    audios = [read16k(p) for p, _ in librivox] * 3
+    long = np.concatenate([np.concatenate([a, pause]) for a in audios])
+    reference = " ".join(ref for _, ref in librivox * 3)
+    result = tiny.transcribe([long], [TranscriptionOptions(language="en")])[0]
+    score = corpus_score([(reference, result.text)])
+    assert score.wer <= 0.06, result.text
+    hyp_words = normalise_english(result.text).split()
+    ref_words = normalise_english(reference).split()
+    assert abs(len(hyp_words) - len(ref_words)) <= 3
+    starts = [s.start for s in result.segments]
+    assert starts == sorted(starts)
+    assert result.segments[-1].end <= len(long) / 16000 + 0.01
+    assert result.segments[-1].end > len(long) / 16000 - 5  # the last window was transcribed
+    assert len({s.seek for s in result.segments}) >= 3  # three or more windows were decoded
+
+
+def test_silence_gives_empty_text(tiny, base) -> None:
+    silence = np.zeros(16000 * 10, dtype=np.float32)
+    for model in (tiny, base):
+        assert model.transcribe([silence], [TranscriptionOptions()])[0].text == ""
+
+
+def test_near_silence_gives_empty_text(tiny) -> None:
+    """Very quiet dither (above the digital-silence gate) must go through the no-speech guard."""
+    dither = (np.random.default_rng(1).standard_normal(16000 * 8) * 3e-3).astype(np.float32)
+    result = tiny.transcribe([dither], [TranscriptionOptions()])[0]
+    assert result.text == "", result.text
+
+
+@pytest.mark.parametrize("clip", ["vinyl_hiss", "loop_3d_printer", "ambi_drone", "loop_industrial"])
+def test_real_noise_gives_empty_text(tiny, base, clip: str) -> None:
+    noise = read16k(Path(f"/usr/share/sonic-pi/samples/{clip}.flac"))
+    for model in (tiny, base):
+        result = model.transcribe([noise], [TranscriptionOptions()])[0]
+        assert result.text == "", (clip, result.text)
+
+
+def test_engine_batches_concurrent_requests(tiny_en_dir: Path, librivox) -> None:
+    settings = Settings(threads=2, max_batch_size=8, batch_wait_ms=200)
+    engine = EmbeddedEngine(tiny_en_dir, "whisper-tiny.en", settings)
+    sizes: list[int] = []
+
+    async def run() -> list[str]:
+        await engine.start()
+        original = engine._run_batch
+
+        def spy(items):
+            sizes.append(len(items))
+            return original(items)
+
+        engine._batcher._fn = spy
+        try:
+            audios = [read16k(p) for p, _ in librivox]
+            results = await asyncio.gather(*(engine.transcribe([a], [TranscriptionOptions()]) for a in audios))
+            return [r[0].text for r in results]
+        finally:
+            await engine.close()
+
+    texts = asyncio.run(run())
+    assert all(texts) and max(sizes) > 1, sizes
