@@ -150,6 +150,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # clear one-line messages for the errors users can fix
+        from service.models.registry import ModelRegistryError
+
+        if isinstance(exc, ModelRegistryError):
+            print(f"megaasr: {exc}", file=sys.stderr)
+            return 2
+        raise
 
 
 if __name__ == "__main__":

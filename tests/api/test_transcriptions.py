@@ -53,7 +53,7 @@ def test_openai_client_streaming(server: str, librivox: list[tuple[Path, str]]) 
     assert kinds[-1] == "transcript.text.done" and "transcript.text.delta" in kinds
     deltas = "".join(e.delta for e in events if e.type == "transcript.text.delta")
     assert deltas.strip() == events[-1].text.strip()
-    assert "ill disposed" in events[-1].text.lower().replace("-", " ")
+    assert "young man" in events[-1].text.lower()
 
 
 @pytest.mark.parametrize("fmt,check", [
@@ -82,7 +82,7 @@ def test_any_rate_and_channels(server: str, librivox) -> None:
     r = httpx.post(f"{server}/v1/audio/transcriptions", data={"model": model_id(server)},
                    files={"file": ("a.ogg", buf.getvalue())}, timeout=60)
     assert r.status_code == 200, r.text
-    assert "ill disposed" in r.json()["text"].lower().replace("-", " ")
+    assert "young man" in r.json()["text"].lower()
 
 
 def test_models_health_ready(server: str) -> None:

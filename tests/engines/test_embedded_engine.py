@@ -61,19 +61,23 @@ def test_batched_equals_one_by_one(tiny, librivox) -> None:
 
 
 def test_long_audio_no_word_lost_or_doubled(tiny, librivox) -> None:
-    """~80 s of speech over three windows: every word once, timestamps monotonic and in range."""
+    """~80 s of speech over three windows: the long-form text matches the clips decoded one by one.
+
+    Comparing with the short-form decodes (not the human reference) isolates what window borders do:
+    a word lost or doubled at a border shows up as a deletion or insertion against them.
+    """
     pause = np.zeros(8000, dtype=np.float32)
-    audios = [read16k(p) for p, _ in librivox] * 3
-    long = np.concatenate([np.concatenate([a, pause]) for a in audios])
-    reference = " ".join(ref for _, ref in librivox * 3)
+    clips = [read16k(p) for p, _ in librivox]
+    short = [r.text for r in tiny.transcribe(clips, [TranscriptionOptions(language="en")] * len(clips))]
+    long = np.concatenate([np.concatenate([a, pause]) for a in clips * 3])
     result = tiny.transcribe([long], [TranscriptionOptions(language="en")])[0]
-    score = corpus_score([(reference, result.text)])
-    assert score.wer <= 0.06, result.text
-    hyp_words = normalise_english(result.text).split()
-    ref_words = normalise_english(reference).split()
-    assert abs(len(hyp_words) - len(ref_words)) <= 3
+    against_short = corpus_score([(" ".join(short * 3), result.text)])
+    assert against_short.deletions + against_short.insertions <= 2, result.text
+    reference = " ".join(ref for _, ref in librivox * 3)
+    assert corpus_score([(reference, result.text)]).wer <= 0.06
     starts = [s.start for s in result.segments]
     assert starts == sorted(starts)
+    assert all(s.end >= s.start for s in result.segments)
     assert result.segments[-1].end <= len(long) / 16000 + 0.01
     assert result.segments[-1].end > len(long) / 16000 - 5  # the last window was transcribed
     assert len({s.seek for s in result.segments}) >= 3  # three or more windows were decoded
