@@ -248,7 +248,10 @@ def _check_plan(out: Path, plan: dict[str, Any]) -> None:
     if path.exists():
         previous = json.loads(path.read_text())
         if previous != plan:
-            changed = sorted(k for k in set(plan) | set(previous) if plan.get(k) != previous.get(k))
+            flat_new = {**plan, **plan["config"]}
+            flat_old = {**previous, **previous.get("config", {})}
+            changed = sorted(k for k in set(flat_new) | set(flat_old)
+                             if k != "config" and flat_new.get(k) != flat_old.get(k))
             raise ValueError(f"{out} holds a dataset built with a different configuration "
                              f"(changed: {', '.join(changed)}); use a new --out folder or the same options")
     else:
