@@ -23,12 +23,15 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm import tqdm
 
 from service.models.ct2 import CT2Model, read_ct2_model
+
+if TYPE_CHECKING:  # transformers is imported lazily: it takes seconds
+    from transformers import GenerationConfig, WhisperConfig, WhisperTokenizer
 
 log = logging.getLogger(__name__)
 
@@ -351,7 +354,7 @@ def _repair_orphan_merges(data: dict[str, Any]) -> list[str]:
     return repaired
 
 
-def build_tokenizer(tokenizer_json: Path, vocabulary: list[str] | None, vocab_size: int):
+def build_tokenizer(tokenizer_json: Path, vocabulary: list[str] | None, vocab_size: int) -> WhisperTokenizer:
     """A ``WhisperTokenizer`` whose ids cover the whole embedding, timestamps included.
 
     Timestamp tokens are added as normal (non-special, normalized) added tokens, as transformers'
@@ -374,18 +377,19 @@ def build_tokenizer(tokenizer_json: Path, vocabulary: list[str] | None, vocab_si
         raise ConversionError(
             f"vocabulary file lists {len(vocabulary)} tokens but the embedding has {vocab_size} rows"
         )
-    missing = (
-        vocabulary[present:]
-        if vocabulary is not None
-        else ["<|%.2f|>" % (i * 0.02) for i in range(TIMESTAMP_COUNT)][-(vocab_size - present) :]
-    )
-    if vocab_size > present:
+    gap = vocab_size - present
+    if gap > 0:
+        # Like tiny.en's, a tokenizer.json may stop before the timestamp tokens; they are the tail.
+        timestamps = ["<|%.2f|>" % (i * 0.02) for i in range(TIMESTAMP_COUNT)]
+        missing = vocabulary[present:] if vocabulary is not None else timestamps[-gap:]
         bad = [token for token in missing if not _TIMESTAMP_PATTERN.match(token)]
-        if bad:
+        if bad or len(missing) != gap:
             raise ConversionError(
-                f"tokenizer lacks ids {present}..{vocab_size - 1}, which are not timestamps: {bad[:3]}"
+                f"tokenizer lacks ids {present}..{vocab_size - 1}, which are not all timestamps: {bad[:3]}"
             )
         backend.add_tokens([AddedToken(token, special=False, normalized=True) for token in missing])
+        if backend.get_vocab_size(with_added_tokens=True) != vocab_size:
+            raise ConversionError("the timestamp tokens could not be appended (some already exist?)")
     if vocabulary is not None:
         mismatched = [i for i, token in enumerate(vocabulary) if backend.id_to_token(i) != token]
         if mismatched:
@@ -405,7 +409,7 @@ def build_tokenizer(tokenizer_json: Path, vocabulary: list[str] | None, vocab_si
     )
 
 
-def _special_token_ids(tokenizer) -> SpecialTokenIds:
+def _special_token_ids(tokenizer: WhisperTokenizer) -> SpecialTokenIds:
     def token_id(token: str) -> int:
         value = tokenizer.convert_tokens_to_ids(token)
         if value is None or value == tokenizer.unk_token_id and token != tokenizer.unk_token:
@@ -450,9 +454,9 @@ def build_configs(
     dims: WhisperDimensions,
     ids: SpecialTokenIds,
     ct2_config: Mapping[str, Any],
-    tokenizer,
+    tokenizer: WhisperTokenizer,
     multilingual: bool,
-):
+) -> tuple[WhisperConfig, GenerationConfig]:
     """The WhisperConfig and GenerationConfig transformers' own openai/whisper-* checkpoints carry."""
     from transformers import GenerationConfig, WhisperConfig
 
@@ -553,7 +557,7 @@ def write_hf_checkpoint(
     return dims
 
 
-def _write_legacy_tokenizer_files(tokenizer, out_dir: Path) -> None:
+def _write_legacy_tokenizer_files(tokenizer: WhisperTokenizer, out_dir: Path) -> None:
     """special_tokens_map.json, vocab.json and merges.txt: transformers 5 no longer writes them
     (its save_vocabulary is empty for a tokenizer built from a backend), older loaders read them."""
     model = json.loads(tokenizer.backend_tokenizer.to_str())["model"]
