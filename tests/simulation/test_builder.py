@@ -164,7 +164,6 @@ def test_asterisk_manifest_holds_out_the_evaluation_prompts() -> None:
     assert not (train & evaluation)
 
 
-@pytest.mark.slow
 def test_ray_gives_the_same_dataset(clean_manifest: Path, tmp_path: Path) -> None:
     pytest.importorskip("ray")
     config = {"seed": 5, "shard_size": 4}
