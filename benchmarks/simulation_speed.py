@@ -25,24 +25,24 @@ import os
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
     os.environ[_var] = "1"
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import warnings  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
 
-import numpy as np  # noqa: E402
-import soundfile as sf  # noqa: E402
+import numpy as np
+import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from simulation import get_scenario, resolve_scenarios, simulate  # noqa: E402
-from simulation.reverb import freeverb  # noqa: E402
+from simulation import get_scenario, resolve_scenarios, simulate
+from simulation.reverb import freeverb
 
 LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
 SR = 16000
@@ -132,7 +132,7 @@ def main() -> int:
     parser.add_argument("--out", default=str(RESULTS / "simulation_speed"), help="results path without suffix")
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     audio, source = speech_input()
     seconds = len(audio) / SR
     severities = (0.5,) if args.quick else (0.0, 0.5, 1.0)
@@ -154,7 +154,7 @@ def main() -> int:
         ours = []
         for m in severities:
             for seed in seeds:
-                ours.append(time_call(lambda m=m, seed=seed: simulate(audio, SR, name, m, seed), 1))
+                ours.append(time_call(lambda m=m, seed=seed, name=name: simulate(audio, SR, name, m, seed), 1))
         row = {"scenario": name, "group": get_scenario(name).group,
                "megaasr_xrt": round(seconds / statistics.mean(ours), 1)}
         if use_am:
@@ -192,12 +192,13 @@ def main() -> int:
         "# Simulation speed: times real time on one CPU core",
         "",
         f"Input {meta['input']}; severities {list(severities)}, seeds {list(seeds)}; numpy {meta['numpy']}, "
-        f"audiomentations {meta['audiomentations']}; {meta['date']}. Produced by `benchmarks/simulation_speed.py`.",
+        + f"audiomentations {meta['audiomentations']}; {meta['date']}. Produced by `benchmarks/simulation_speed.py`.",
         "",
         f"**Mega-ASR mean {summary['mean_xrt']}x, min {summary['min_xrt']}x ({summary['slowest']})** "
-        f"(targets: mean >= 100x: {'met' if summary['target_mean_100x_met'] else 'NOT met'}; "
-        f"none below 20x: {'met' if summary['target_min_20x_met'] else 'NOT met'})"
-        + (f"; audiomentations mean {summary['audiomentations_mean_xrt']}x, mean ratio {summary['mean_speedup']}." if use_am else "."),
+        + f"(targets: mean >= 100x: {'met' if summary['target_mean_100x_met'] else 'NOT met'}; "
+        + f"none below 20x: {'met' if summary['target_min_20x_met'] else 'NOT met'})"
+        + (f"; audiomentations mean {summary['audiomentations_mean_xrt']}x, mean ratio {summary['mean_speedup']}."
+           if use_am else "."),
         "",
         "| scenario | group | Mega-ASR xRT | audiomentations xRT | ratio |",
         "|---|---|---:|---:|---:|",
