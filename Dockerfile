@@ -8,10 +8,11 @@
 #   gpu: the same service plus vLLM (its own venv at /opt/vllm, CUDA torch from PyPI). One image,
 #       two roles: `megaasr serve --engine vllm` and the vLLM OpenAI-compatible server it talks to.
 #         docker build --target gpu -t megaasr:0.1.0-gpu .
+#   ray: the cpu image plus Ray, for building simulation datasets on a KubeRay cluster.
 #
 # Pins: the base image by tag (Python 3.11.7 = the interpreter the lock was frozen with), pip
-# packages by deploy/docker/constraints.txt (CPU service) and constraints-gpu.txt (vLLM), both
-# written by deploy/docker/freeze_constraints.py. The PyTorch CPU index is used at build time
+# packages by deploy/docker/constraints.txt (CPU service), constraints-gpu.txt (vLLM) and
+# constraints-ray.txt (Ray), all written by deploy/docker/freeze_constraints.py. The PyTorch CPU index is used at build time
 # only, for torch alone; nothing in the final images points pip at it. See docs/deploy.md.
 
 ARG PYTHON_IMAGE=python:3.11.7-slim-bookworm
@@ -123,6 +124,22 @@ ENV MEGAASR_ENGINE=vllm \
     VLLM_CACHE_ROOT=/var/lib/megaasr/vllm-cache \
     TRITON_CACHE_DIR=/var/lib/megaasr/triton-cache
 EXPOSE 8001
+USER 10001:10001
+
+# ---------------------------------------------------------------------------------------------
+# ray: the cpu service plus Ray, for the KubeRay RayJob that builds simulation datasets
+# (deploy/k8s/jobs/rayjob-simulate.yaml). KubeRay's default probes call wget, which this image
+# does not have: the RayJob sets python-based probes instead.
+#   docker build --target ray -t megaasr:0.1.0-ray .
+FROM runtime AS ray
+ARG RAY_VERSION=2.60.0
+USER root
+COPY deploy/docker/constraints.txt deploy/docker/constraints-ray.txt /build/
+RUN pip install --only-binary :all: --constraint /build/constraints.txt --constraint /build/constraints-ray.txt \
+      "ray[default]==${RAY_VERSION}" \
+ && pip check \
+ && rm -rf /build
+ENV MEGAASR_ENGINE=embedded
 USER 10001:10001
 
 # ---------------------------------------------------------------------------------------------
