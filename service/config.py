@@ -50,6 +50,14 @@ class Settings(BaseSettings):
     max_duration_s: float = Field(1800.0, gt=0, description="Longest accepted audio, in seconds.")
     request_timeout_s: float = Field(600.0, gt=0, description="Most time one transcription may take.")
 
+    # Stress jobs (POST /v1/stress).
+    stress_max_jobs: int = Field(2, ge=1, description="Stress jobs queued or running at once (more: 429).")
+    stress_max_cells: int = Field(216, ge=1, description="Most scenario x severity cells in one job.")
+    stress_max_audio_s: float = Field(60.0, gt=0, description="Longest audio a stress job accepts, in s.")
+    stress_concurrency: int = Field(2, ge=1, le=64, description="Cells of one stress job in flight at once.")
+    stress_retention_s: float = Field(86400.0, gt=0, description="Seconds a finished stress job is kept.")
+    stress_max_stored_jobs: int = Field(50, ge=1, description="Finished stress jobs kept; the oldest go first.")
+
     # Security.
     api_key: SecretStr | None = Field(None, description="If set, every endpoint but /health needs 'Authorization: Bearer <key>'.")
     cors_origins: list[str] = Field(default_factory=list, description="Allowed CORS origins (empty = CORS off).")

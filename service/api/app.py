@@ -14,10 +14,12 @@ from service.api.errors import install_error_handlers
 from service.api.middleware import BearerAuthMiddleware, BodyLimitMiddleware
 from service.api.protocol import ModelCard, ModelList
 from service.api.state import DEFAULT_ALIASES, ServiceState
+from service.api.stress import router as stress_router
 from service.api.transcriptions import router as transcription_router
 from service.config import Settings
 from service.engines.base import Engine
 from service.metrics import Metrics
+from service.stress.jobs import StressJobs
 
 log = logging.getLogger(__name__)
 
@@ -41,17 +43,21 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         load = getattr(eng, "load_seconds", None)
         if load is not None:
             metrics.model_load_seconds.labels(model=eng.info.id).set(load)
+        app.state.stress_jobs = stress_jobs = StressJobs(state)
+        await stress_jobs.start()
         try:
             yield
         finally:
             state.draining = True
             metrics.engine_ready.set(0)
+            await stress_jobs.close()
             await eng.close()
 
     app = FastAPI(title="Mega-ASR", version="0.1.0", lifespan=lifespan,
                   description="Speech recognition that keeps working in the wild. OpenAI-compatible.")
     install_error_handlers(app)
     app.include_router(transcription_router)
+    app.include_router(stress_router)
 
     @app.get("/health", summary="Liveness: the process answers")
     async def health() -> dict:
