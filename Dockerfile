@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1.7
 #
-# Mega-ASR images. Two targets:
+# Mega-ASR images. Three targets:
 #
 #   cpu (the default, last stage): the service with the embedded engine and a Whisper checkpoint
 #       converted at build time, so the container starts with no network.
@@ -11,9 +11,10 @@
 #   ray: the cpu image plus Ray, for building simulation datasets on a KubeRay cluster.
 #
 # Pins: the base image by tag (Python 3.11.7 = the interpreter the lock was frozen with), pip
-# packages by deploy/docker/constraints.txt (CPU service), constraints-gpu.txt (vLLM) and
-# constraints-ray.txt (Ray), all written by deploy/docker/freeze_constraints.py. The PyTorch CPU index is used at build time
-# only, for torch alone; nothing in the final images points pip at it. See docs/deploy.md.
+# packages by deploy/docker/constraints.txt (service), constraints-gpu.txt (vLLM) and
+# constraints-ray.txt (Ray), all written by deploy/docker/freeze_constraints.py. The PyTorch CPU
+# index is used at build time only, for torch alone; nothing in the final images points pip at
+# it. See docs/deploy.md.
 
 ARG PYTHON_IMAGE=python:3.11.7-slim-bookworm
 
