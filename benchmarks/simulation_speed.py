@@ -184,6 +184,7 @@ def main() -> int:
         "python": platform.python_version(), "machine": platform.machine(), "cpu": platform.processor() or "",
         "numpy": np.__version__, "audiomentations": audiomentations.__version__ if use_am else None,
         "date": time.strftime("%Y-%m-%d"),
+        "load_average_1min_at_end": round(os.getloadavg()[0], 2),
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -192,7 +193,9 @@ def main() -> int:
         "# Simulation speed: times real time on one CPU core",
         "",
         f"Input {meta['input']}; severities {list(severities)}, seeds {list(seeds)}; numpy {meta['numpy']}, "
-        + f"audiomentations {meta['audiomentations']}; {meta['date']}. Produced by `benchmarks/simulation_speed.py`.",
+        + f"audiomentations {meta['audiomentations']}; {meta['date']}; 1-min load average at the end "
+        + f"{meta['load_average_1min_at_end']} (the machine's cores are shared, so numbers vary with load). "
+        + "Produced by `benchmarks/simulation_speed.py`.",
         "",
         f"**Mega-ASR mean {summary['mean_xrt']}x, min {summary['min_xrt']}x ({summary['slowest']})** "
         + f"(targets: mean >= 100x: {'met' if summary['target_mean_100x_met'] else 'NOT met'}; "

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -116,12 +117,18 @@ class NoiseBank:
         }
 
 
+@lru_cache(maxsize=8)
+def _bank_for_folder(folder: str) -> NoiseBank:
+    """One NoiseBank (file list + clip cache) per folder, so repeated calls do not rescan it."""
+    return NoiseBank(folder)
+
+
 def as_noise_source(noise_bank: NoiseSource | str | Path | None) -> NoiseSource:
     """Accept a source object, a folder path, or None (synthetic coloured noise)."""
     if noise_bank is None:
         return SyntheticNoise()
     if isinstance(noise_bank, (str, Path)):
-        return NoiseBank(noise_bank)
+        return _bank_for_folder(str(Path(noise_bank).resolve()))
     if not hasattr(noise_bank, "sample"):
         raise ValueError("noise_bank must be a folder path, a NoiseBank, or an object with .sample()")
     return noise_bank
