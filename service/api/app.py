@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from service.api.errors import install_error_handlers
 from service.api.middleware import BearerAuthMiddleware, BodyLimitMiddleware
 from service.api.protocol import ModelCard, ModelList
+from service.api.realtime import router as realtime_router
 from service.api.state import DEFAULT_ALIASES, ServiceState
 from service.api.stress import router as stress_router
 from service.api.transcriptions import router as transcription_router
@@ -58,6 +59,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(transcription_router)
     app.include_router(stress_router)
+    app.include_router(realtime_router)
 
     @app.get("/health", summary="Liveness: the process answers")
     async def health() -> dict:

@@ -21,6 +21,7 @@ class ServiceState:
         self.engine = engine
         self.metrics = metrics
         self.draining = False
+        self.realtime_sessions = 0
 
     # -- model names ------------------------------------------------------------------------------
     @property

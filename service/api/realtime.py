@@ -1,0 +1,234 @@
+"""``/v1/realtime``: streaming transcription over a websocket, in OpenAI's realtime vocabulary.
+
+Client events: ``session.update`` / ``transcription_session.update``, ``input_audio_buffer.append``
+(base64 PCM16, 24 kHz mono by default as in OpenAI; ``input_sample_rate`` or the GA-style
+``audio.input.format.rate`` changes it), ``input_audio_buffer.commit``, ``input_audio_buffer.clear``.
+Server events: ``session.created``, ``session.updated``, ``input_audio_buffer.speech_started`` /
+``speech_stopped`` / ``committed`` / ``cleared``,
+``conversation.item.input_audio_transcription.delta`` / ``.completed`` / ``.failed``, ``error``.
+
+Close codes: 1000 normal; 1008 policy (bad API key, or a reader too slow to keep up: more than
+``realtime_max_pending_events`` unsent events); 1009 message too big; 1011 internal error;
+1013 too many sessions (try again later); 4000 idle timeout; 4001 maximum session length.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import time
+
+from fastapi import APIRouter, WebSocket
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from service.api.state import ServiceState
+from service.engines.base import TranscriptionOptions, TranscriptionResult
+from service.errors import ServiceError
+from service.streaming.session import SessionConfig, TranscriptionSession, error_event, new_id
+from service.streaming.vad import VadConfig
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+
+CLOSE_POLICY, CLOSE_TOO_BIG, CLOSE_INTERNAL, CLOSE_TRY_LATER = 1008, 1009, 1011, 1013
+CLOSE_IDLE, CLOSE_MAX_LENGTH = 4000, 4001
+
+
+class _SlowConsumer(Exception):
+    pass
+
+
+class _ClientError(Exception):
+    def __init__(self, code: str, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.code, self.message, self.param = code, message, param
+
+
+def parse_session_update(session: dict, current: SessionConfig) -> SessionConfig:
+    """Apply an OpenAI session object (beta or GA shape) onto ``current``; raise _ClientError on nonsense."""
+    if not isinstance(session, dict):
+        raise _ClientError("invalid_session", "'session' must be an object.", "session")
+    audio_in = (session.get("audio") or {}).get("input") or {}
+    transcription = session.get("input_audio_transcription") or audio_in.get("transcription") or {}
+    fmt = session.get("input_audio_format", audio_in.get("format"))
+    rate = session.get("input_sample_rate", current.input_sample_rate)
+    if isinstance(fmt, dict):
+        rate = fmt.get("rate", rate)
+        fmt = fmt.get("type")
+    if fmt not in (None, "pcm16", "audio/pcm"):
+        raise _ClientError("unsupported_audio_format", f"Unsupported input audio format {fmt!r}; use pcm16.",
+                           "session.input_audio_format")
+    if not isinstance(rate, int) or not 8000 <= rate <= 48000:
+        raise _ClientError("invalid_sample_rate", "input_sample_rate must be an integer from 8000 to 48000.",
+                           "session.input_sample_rate")
+    config = SessionConfig(**{**current.__dict__})
+    config.input_sample_rate = rate
+    if not isinstance(transcription, dict):
+        raise _ClientError("invalid_session", "input_audio_transcription must be an object.",
+                           "session.input_audio_transcription")
+    if "language" in transcription:
+        config.language = transcription.get("language") or None
+    if "prompt" in transcription:
+        config.prompt = transcription.get("prompt") or None
+    has_td = "turn_detection" in session or "turn_detection" in audio_in
+    if has_td:
+        td = session.get("turn_detection", audio_in.get("turn_detection"))
+        if td is None:
+            config.vad = None
+        elif isinstance(td, dict) and td.get("type", "server_vad") == "server_vad":
+            try:
+                config.vad = VadConfig.from_openai(float(td.get("threshold", 0.5)),
+                                                   int(td.get("silence_duration_ms", 500)))
+                config.prefix_padding_ms = int(td.get("prefix_padding_ms", config.prefix_padding_ms))
+            except (TypeError, ValueError):
+                raise _ClientError("invalid_turn_detection", "turn_detection values must be numbers.",
+                                   "session.turn_detection") from None
+        else:
+            raise _ClientError("unsupported_turn_detection", "Only server_vad or null turn detection is supported.",
+                               "session.turn_detection")
+    return config
+
+
+def _session_view(session_id: str, config: SessionConfig) -> dict:
+    td = None
+    if config.vad is not None:
+        td = {"type": "server_vad", "threshold_db": config.vad.threshold_db,
+              "prefix_padding_ms": config.prefix_padding_ms, "silence_duration_ms": config.vad.silence_ms}
+    return {"id": session_id, "object": "realtime.transcription_session", "input_audio_format": "pcm16",
+            "input_sample_rate": config.input_sample_rate,
+            "input_audio_transcription": {"language": config.language, "prompt": config.prompt},
+            "turn_detection": td}
+
+
+@router.websocket("/v1/realtime")
+async def realtime(ws: WebSocket) -> None:
+    state: ServiceState = ws.app.state.service
+    settings = state.settings
+    if state.realtime_sessions >= settings.realtime_max_sessions or state.draining:
+        await ws.close(code=CLOSE_TRY_LATER, reason="too many sessions")
+        return
+    offered = [p.strip() for p in ws.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
+    await ws.accept(subprotocol="realtime" if "realtime" in offered else None)
+    state.realtime_sessions += 1
+    state.metrics.ws_active.inc()
+    state.metrics.ws_total.inc()
+    outgoing: asyncio.Queue[dict] = asyncio.Queue(maxsize=settings.realtime_max_pending_events)
+
+    async def emit(event: dict) -> None:
+        event = {"event_id": new_id("event"), **event}
+        try:
+            outgoing.put_nowait(event)
+        except asyncio.QueueFull:
+            raise _SlowConsumer() from None
+
+    async def send_loop() -> None:
+        while True:
+            event = await outgoing.get()
+            await ws.send_text(json.dumps(event))
+
+    async def transcribe(audio, options: TranscriptionOptions) -> TranscriptionResult:
+        result, _ = await state.transcribe(audio, options, "auto")
+        return result
+
+    session_id = new_id("sess")
+    config = SessionConfig(partial_interval_s=settings.realtime_partial_interval_s,
+                           max_utterance_s=settings.realtime_max_utterance_s)
+    session = TranscriptionSession(transcribe, emit, config, on_partial_latency=state.metrics.partial_latency.observe)
+    sender = asyncio.create_task(send_loop(), name="realtime-sender")
+    worker = asyncio.create_task(_guarded_worker(session, emit), name="realtime-worker")
+    started = time.monotonic()
+    close_code, reason = 1000, "session ended"
+    try:
+        await emit({"type": "session.created", "session": _session_view(session_id, config)})
+        while True:
+            remaining = settings.realtime_max_session_s - (time.monotonic() - started)
+            if remaining <= 0:
+                close_code, reason = CLOSE_MAX_LENGTH, "maximum session length reached"
+                break
+            try:
+                message = await asyncio.wait_for(ws.receive(), timeout=min(settings.realtime_idle_timeout_s,
+                                                                           remaining))
+            except asyncio.TimeoutError:
+                if time.monotonic() - started >= settings.realtime_max_session_s:
+                    close_code, reason = CLOSE_MAX_LENGTH, "maximum session length reached"
+                else:
+                    close_code, reason = CLOSE_IDLE, "idle timeout"
+                break
+            if message["type"] == "websocket.disconnect":
+                close_code = None
+                break
+            if sender.done() or worker.done():
+                close_code, reason = CLOSE_POLICY, "slow consumer"
+                break
+            text = message.get("text")
+            if text is None:
+                await emit(error_event("binary_not_supported", "Send JSON text messages, not binary frames."))
+                continue
+            if len(text) > settings.realtime_max_message_bytes:
+                close_code, reason = CLOSE_TOO_BIG, "message too big"
+                break
+            try:
+                await _dispatch(text, session, emit, session_id)
+            except _ClientError as exc:
+                await emit(error_event(exc.code, exc.message, exc.param))
+    except _SlowConsumer:
+        close_code, reason = CLOSE_POLICY, "slow consumer: events were not read"
+    except WebSocketDisconnect:
+        close_code = None
+    except Exception:
+        log.exception("realtime session %s failed", session_id)
+        close_code, reason = CLOSE_INTERNAL, "internal error"
+    finally:
+        worker.cancel()
+        sender.cancel()
+        await asyncio.gather(worker, sender, return_exceptions=True)
+        if close_code is not None and ws.client_state == WebSocketState.CONNECTED:
+            try:
+                await ws.close(code=close_code, reason=reason)
+            except RuntimeError:
+                pass
+        state.realtime_sessions -= 1
+        state.metrics.ws_active.dec()
+
+
+async def _guarded_worker(session: TranscriptionSession, emit) -> None:
+    try:
+        await session.run()
+    except ServiceError as exc:
+        await emit(error_event(exc.code, exc.message))
+
+
+async def _dispatch(text: str, session: TranscriptionSession, emit, session_id: str) -> None:
+    try:
+        event = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise _ClientError("invalid_json", "The message is not valid JSON.") from None
+    if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+        raise _ClientError("invalid_event", "Each message must be a JSON object with a string 'type'.", "type")
+    kind = event["type"]
+    if kind in ("session.update", "transcription_session.update"):
+        config = parse_session_update(event.get("session"), session.config)
+        session.reconfigure(config)
+        reply = "session.updated" if kind == "session.update" else "transcription_session.updated"
+        await emit({"type": reply, "session": _session_view(session_id, config)})
+    elif kind == "input_audio_buffer.append":
+        audio = event.get("audio")
+        if not isinstance(audio, str):
+            raise _ClientError("invalid_audio", "'audio' must be a base64 string of PCM16 samples.", "audio")
+        try:
+            pcm = base64.b64decode(audio, validate=True)
+        except (binascii.Error, ValueError):
+            raise _ClientError("invalid_audio", "'audio' is not valid base64.", "audio") from None
+        if len(pcm) % 2:
+            raise _ClientError("invalid_audio", "PCM16 audio must have an even number of bytes.", "audio")
+        await session.append(pcm)
+    elif kind == "input_audio_buffer.commit":
+        await session.commit()
+    elif kind == "input_audio_buffer.clear":
+        session.clear()
+        await emit({"type": "input_audio_buffer.cleared"})
+    else:
+        raise _ClientError("unknown_event", f"Unknown event type '{kind}'.", "type")
