@@ -14,6 +14,7 @@ Every source implements ``sample(n, sr, rng) -> (noise, info)``: a float32 clip 
 from __future__ import annotations
 
 import json
+import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
@@ -80,6 +81,7 @@ class NoiseBank:
             raise ValueError(f"noise bank {str(self.folder)!r} holds no {'/'.join(AUDIO_SUFFIXES)} files")
         self._cache: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
         self._cache_clips = cache_clips
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self.files)
@@ -90,16 +92,18 @@ class NoiseBank:
     def load(self, index: int, sr: int) -> np.ndarray:
         """Clip ``index`` as mono float32 at ``sr`` (cached)."""
         key = (index, sr)
-        if key in self._cache:
-            self._cache.move_to_end(key)
-            return self._cache[key]
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
         data, file_sr = sf.read(self.files[index], dtype="float32", always_2d=True)
         clip = data.mean(axis=1)
         if file_sr != sr:
             clip = soxr.resample(clip, file_sr, sr).astype(np.float32)
-        self._cache[key] = clip
-        if len(self._cache) > self._cache_clips:
-            self._cache.popitem(last=False)
+        with self._lock:  # the service may call simulate() from several threads
+            self._cache[key] = clip
+            if len(self._cache) > self._cache_clips:
+                self._cache.popitem(last=False)
         return clip
 
     def sample(self, n: int, sr: int, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, Any]]:
