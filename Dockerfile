@@ -5,14 +5,14 @@
 #   cpu (the default, last stage): the service with the embedded engine and a Whisper checkpoint
 #       converted at build time, so the container starts with no network.
 #         docker build -t megaasr:0.1.0-cpu .
-#   gpu: the same service plus vLLM (its own venv at /opt/vllm, CUDA torch from PyPI). One image,
+#   gpu: the service (CUDA torch) plus vLLM (its own venv at /opt/vllm, its own torch). One image,
 #       two roles: `megaasr serve --engine vllm` and the vLLM OpenAI-compatible server it talks to.
 #         docker build --target gpu -t megaasr:0.1.0-gpu .
 #   ray: the cpu image plus Ray, for building simulation datasets on a KubeRay cluster.
 #
 # Pins: the base image by tag (Python 3.11.7 = the interpreter the lock was frozen with), pip
-# packages by deploy/docker/constraints.txt (service), constraints-gpu.txt (vLLM) and
-# constraints-ray.txt (Ray), all written by deploy/docker/freeze_constraints.py. The PyTorch CPU
+# packages by deploy/docker/constraints.txt (service), constraints-cuda.txt (CUDA torch),
+# constraints-gpu.txt (vLLM) and constraints-ray.txt (Ray), all written by deploy/docker/freeze_constraints.py. The PyTorch CPU
 # index is used at build time only, for torch alone; nothing in the final images points pip at
 # it. See docs/deploy.md.
 
@@ -54,6 +54,16 @@ RUN MEGAASR_HOME=/opt/megaasr megaasr models pull --quiet "${MODEL}" \
  && megaasr models --home /opt/megaasr path "${MODEL}"
 
 # ---------------------------------------------------------------------------------------------
+# cuda-builder: the same service venv with PyPI's CUDA build of the same torch version, for the
+# gpu image (embedded engine with MEGAASR_DEVICE=cuda, and the torchrun training Job).
+FROM builder AS cuda-builder
+COPY deploy/docker/constraints-cuda.txt /build/constraints-cuda.txt
+RUN pip uninstall --yes torch \
+ && pip install --only-binary :all: --constraint /build/constraints.txt \
+      --constraint /build/constraints-cuda.txt "$(grep '^torch==' /build/constraints.txt)" \
+ && pip check
+
+# ---------------------------------------------------------------------------------------------
 # vllm-builder: vLLM and its CUDA torch in their own venv (vLLM pins torch and transformers
 # versions of its own, so it never shares the service's environment).
 FROM base AS vllm-builder
@@ -70,8 +80,8 @@ RUN python -m venv /opt/vllm \
  && /opt/vllm/bin/python -c "import vllm, torch; print('vllm', vllm.__version__, 'torch', torch.__version__)"
 
 # ---------------------------------------------------------------------------------------------
-# runtime: what both final images share. Non-root user 10001, model baked read-only under
-# /opt/megaasr, writable state under MEGAASR_HOME=/var/lib/megaasr (a volume).
+# runtime: what the final images share (each adds its own /opt/venv). Non-root user 10001, model
+# baked read-only under /opt/megaasr, writable state under MEGAASR_HOME=/var/lib/megaasr (a volume).
 FROM base AS runtime
 ARG MODEL=whisper-tiny.en
 RUN groupadd --system --gid 10001 megaasr \
@@ -79,7 +89,6 @@ RUN groupadd --system --gid 10001 megaasr \
       --shell /usr/sbin/nologin megaasr \
  && mkdir -p /var/lib/megaasr \
  && chown 10001:10001 /var/lib/megaasr
-COPY --from=builder /opt/venv /opt/venv
 COPY --from=builder /opt/megaasr/models /opt/megaasr/models
 COPY deploy/docker/probe.py /opt/megaasr/probe.py
 ENV PATH=/opt/venv/bin:$PATH \
@@ -106,7 +115,8 @@ ENTRYPOINT ["megaasr"]
 CMD ["serve"]
 
 # ---------------------------------------------------------------------------------------------
-# gpu: service + vLLM. The service itself runs on the CPU and fronts the vLLM server:
+# gpu: service + vLLM. The service fronts the vLLM server (or, with MEGAASR_ENGINE=embedded and
+# MEGAASR_DEVICE=cuda, decodes on the GPU itself; the torchrun training Job also runs this image):
 #   docker run ... megaasr:0.1.0-gpu serve            (MEGAASR_ENGINE=vllm, MEGAASR_VLLM_URL)
 #   docker run --gpus all --entrypoint /opt/vllm/bin/python megaasr:0.1.0-gpu \
 #       -m vllm.entrypoints.openai.api_server --model /opt/megaasr/models/whisper-tiny.en ...
@@ -117,6 +127,7 @@ USER root
 RUN apt-get update \
  && apt-get install -y --no-install-recommends gcc libc6-dev \
  && rm -rf /var/lib/apt/lists/*
+COPY --from=cuda-builder /opt/venv /opt/venv
 COPY --from=vllm-builder /opt/vllm /opt/vllm
 ENV MEGAASR_ENGINE=vllm \
     MEGAASR_VLLM_URL=http://127.0.0.1:8001/v1 \
@@ -135,6 +146,7 @@ USER 10001:10001
 FROM runtime AS ray
 ARG RAY_VERSION=2.60.0
 USER root
+COPY --from=builder /opt/venv /opt/venv
 COPY deploy/docker/constraints.txt deploy/docker/constraints-ray.txt /build/
 RUN pip install --only-binary :all: --constraint /build/constraints.txt --constraint /build/constraints-ray.txt \
       "ray[default]==${RAY_VERSION}" \
@@ -146,4 +158,5 @@ USER 10001:10001
 # ---------------------------------------------------------------------------------------------
 # cpu (default target): the embedded engine, nothing else.
 FROM runtime AS cpu
+COPY --from=builder /opt/venv /opt/venv
 ENV MEGAASR_ENGINE=embedded
