@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 
 import httpx
 import numpy as np
@@ -228,8 +229,10 @@ def test_restart_marks_an_unfinished_job_interrupted(stress_settings: Settings, 
     with running_server(settings) as url:
         r = start_job(url, audio, reference=text, scenarios="singles", severities="0.5")
         job_id = r.json()["id"]
+        deadline = time.monotonic() + 120
         while httpx.get(f"{url}/v1/stress/{job_id}").json()["progress"]["done"] < 1:
-            pass
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
     with running_server(settings) as url:
         job = httpx.get(f"{url}/v1/stress/{job_id}").json()
         assert job["status"] == "interrupted" and "partial" in job["error"]
