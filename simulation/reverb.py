@@ -8,7 +8,7 @@ as an option for users who want far-field and echo grounded in physical units.
 Freeverb without a per-sample Python loop: mono Freeverb is a linear time-invariant network
 (8 parallel low-pass-feedback comb filters, then 4 series Schroeder all-pass stages). A comb of
 delay D only looks back D samples, so each D-sample block is computed from the previous one with
-vectorised numpy and one ``scipy.signal.lfilter`` call for the damping low-pass. It matches the
+vectorised numpy and one ``scipy.signal.lfilter`` call for the damping low-pass of all 8 combs. It matches the
 sample-by-sample reference (``freeverb_reference``, used by the tests) to float64 rounding. The
 output keeps the input length (the tail past the end is cut), so transcripts stay aligned.
 Constants follow the public-domain Freeverb / JUCE ``Reverb``: comb feedback
@@ -45,6 +45,31 @@ def _validate_unit(name: str, value: float) -> None:
         raise ValueError(f"{name} must be in [0, 1], got {value!r}")
 
 
+def _parallel_combs(x: np.ndarray, delays: tuple[int, ...], feedback: float, damp: float) -> np.ndarray:
+    """Sum of the low-pass-feedback combs, all advanced together in blocks of the shortest delay.
+
+    A block of B <= min(D) output samples only reads samples at least D back, which earlier blocks
+    already produced, so one 2-D ``lfilter`` call per block runs the damping low-pass of every comb.
+    """
+    n, k = len(x), len(delays)
+    pad = max(delays)
+    block = min(delays)
+    d = np.asarray(delays)[:, None]
+    padded_x = np.concatenate([np.zeros(pad), x])
+    y = np.zeros((k, pad + n))
+    b, a = np.array([1.0 - damp]), np.array([1.0, -damp])
+    state = np.zeros((k, 1))
+    rows = np.arange(k)[:, None]
+    steps = np.arange(block)
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        cols = pad + start - d + steps[: stop - start]
+        lowpassed = sp_signal.lfilter(b, a, y[rows, cols], axis=1, zi=damp * state)[0]
+        state = lowpassed[:, -1:]
+        y[:, pad + start: pad + stop] = padded_x[cols] + feedback * lowpassed
+    return y[:, pad:].sum(axis=0)
+
+
 def freeverb(
     audio: np.ndarray,
     sr: int,
@@ -55,9 +80,9 @@ def freeverb(
 ) -> np.ndarray:
     """Mono Freeverb reverberation, same length as the input, float32.
 
-    Each comb's recursion reaches back exactly D samples, so a whole D-sample block is computed
-    at once from the previous block (the damping low-pass inside the loop is one ``lfilter`` call
-    per block, carrying its state across blocks). The all-passes use the same block recursion.
+    Each comb's recursion reaches back D samples, so a block of min(D) samples is computed at once
+    from earlier blocks, for all eight combs together (the damping low-pass inside the loop is one
+    2-D ``lfilter`` call per block, carrying its state). The all-passes use the same block recursion.
     """
     for name, value in (("room_size", room_size), ("damping", damping),
                         ("wet_level", wet_level), ("dry_level", dry_level)):
@@ -68,18 +93,7 @@ def freeverb(
     dry = np.asarray(audio, dtype=np.float64)
     x = dry * INPUT_GAIN
     n = len(x)
-    b, a = np.array([1.0 - damp]), np.array([1.0, -damp])
-    total = np.zeros(n)
-    for d in combs:
-        y = np.zeros(n)
-        state = 0.0
-        for start in range(d, n, d):
-            stop = min(start + d, n)
-            # lowpass(y) over the previous block, continuing the filter state from the block before
-            lowpassed = sp_signal.lfilter(b, a, y[start - d: stop - d], zi=[damp * state])[0]
-            state = lowpassed[-1]
-            y[start:stop] = x[start - d: stop - d] + feedback * lowpassed
-        total += y
+    total = _parallel_combs(x, combs, feedback, damp)
     out = total
     for d in allpasses:
         buf = out.copy()
