@@ -1,0 +1,46 @@
+"""Small fixtures for the training tests: a tiny random Whisper and a few spoken clips."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from transformers import WhisperConfig, WhisperForConditionalGeneration, WhisperProcessor
+
+from training.sources import read_audio, speech_end_seconds, synthesise
+
+SENTENCES = ["Please hold.", "Goodbye.", "Thank you for calling.", "The party is busy."]
+
+
+def tiny_whisper(folder: Path, processor_source: Path, seed: int = 0) -> Path:
+    """A 2+2-layer, d=64 Whisper with a 1-second window, saved with the real tokenizer files."""
+    torch.manual_seed(seed)
+    processor = WhisperProcessor.from_pretrained(processor_source)
+    config = WhisperConfig(vocab_size=len(processor.tokenizer), d_model=64, encoder_layers=2, decoder_layers=2,
+                           encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=128,
+                           decoder_ffn_dim=128, max_source_positions=50, max_target_positions=64,
+                           num_mel_bins=80, dropout=0.0, pad_token_id=50256, bos_token_id=50256,
+                           eos_token_id=50256, decoder_start_token_id=50257)
+    model = WhisperForConditionalGeneration(config)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+def spoken_rows(folder: Path, voices: tuple[str, ...] = ("slt",)) -> list[dict]:
+    """Manifest rows of short flite clips (treated as degraded, base WER 0.2)."""
+    rows = []
+    for voice in voices:
+        for i, text in enumerate(SENTENCES):
+            path = synthesise(text, voice, folder / f"{voice}-{i}.wav")
+            audio = read_audio(path)
+            rows.append({"id": f"{voice}-{i}", "audio": str(path), "text": text, "speaker": voice,
+                         "scenario": "noise", "split": "train", "speech_end": min(0.9, speech_end_seconds(audio)),
+                         "base_wer": 0.2, "base_hyp": ""})
+    return rows
+
+
+def write_jsonl(rows: list[dict], path: Path) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path

@@ -1,0 +1,201 @@
+"""Training and validation manifests: clean speech → simulated scenarios → base-model WER.
+
+Each row of a manifest (JSONL) is one clip on disk with its transcript, its speaker, the
+scenario and severity that made it (``"clean"`` for the untouched copy), and the base model's
+hypothesis and WER on it. The WER-graded subsets (< 30 / 50 / 70 %) and the learnability filter
+(drop > 70 %) of the paper are then just filters over ``base_wer``.
+
+Splits are speaker- and sentence-disjoint: validation uses its own TTS voices and the LibriVox
+reader, and only sentences whose every sentence hashes to "val"; training only sentences that all
+hash to "train". The evaluation prompts are refused by :func:`training.sources.check_not_reserved`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from simulation import resolve_scenarios, simulate
+from simulation.scenarios import get_scenario
+from training.config import DataConfig
+from training.sources import (CleanUtterance, ReservedGuard, asterisk_utterances, check_not_reserved,
+                              librivox_utterances, read_asterisk_transcripts, read_audio, sentence_keys,
+                              sentence_split, speech_end_seconds, synthesise, tts_utterances, write_audio)
+
+log = logging.getLogger(__name__)
+
+IMPORTANT_DOUBLES = ("far_field_crosstalk", "far_field_noise", "far_field_stutter", "noise_stutter")
+CLEAN = "clean"
+
+
+def text_split(text: str, val_fraction: float, seed: int) -> str | None:
+    """"train" or "val" when every sentence of ``text`` agrees, else None (the text is dropped)."""
+    sides = {sentence_split(k, val_fraction, seed) for k in sentence_keys(text)}
+    return sides.pop() if len(sides) == 1 else None
+
+
+def plan_clean(cfg: DataConfig, guard: ReservedGuard) -> dict[str, list[CleanUtterance]]:
+    """Which clean utterances go to which split (nothing synthesised yet)."""
+    transcripts = read_asterisk_transcripts(cfg.asterisk_transcripts)
+    allowed = {n: t for n, t in transcripts.items()
+               if guard.violation(CleanUtterance(n, t, "", "tts", None, n)) is None
+               and len(t.split()) <= cfg.max_words}
+    by_side: dict[str, dict[str, str]] = {"train": {}, "val": {}}
+    for name, text in allowed.items():
+        side = text_split(text, cfg.val_sentence_fraction, cfg.seed)
+        if side is not None:
+            by_side[side][name] = text
+    plan = {
+        "train": tts_utterances(by_side["train"], cfg.tts_voices_train),
+        "val": tts_utterances(by_side["val"], cfg.tts_voices_val) + librivox_utterances(cfg.librivox_dir),
+    }
+    if cfg.use_asterisk_speaker:
+        plan["train"] += asterisk_utterances(cfg.asterisk_dir, by_side["train"], set(by_side["train"]))
+    if cfg.max_utterances is not None:
+        rng = np.random.default_rng(cfg.seed)
+        for split, utts in plan.items():
+            if len(utts) > cfg.max_utterances:
+                keep = sorted(rng.choice(len(utts), cfg.max_utterances, replace=False))
+                plan[split] = [utts[i] for i in keep]
+    check_not_reserved(plan["train"] + plan["val"], guard)
+    _check_disjoint(plan["train"], plan["val"])
+    return plan
+
+
+def _check_disjoint(train: list[CleanUtterance], val: list[CleanUtterance]) -> None:
+    speakers = {u.speaker for u in train} & {u.speaker for u in val}
+    sentences = set().union(*(sentence_keys(u.text) for u in train)) & set().union(
+        *(sentence_keys(u.text) for u in val)) if train and val else set()
+    if speakers or sentences:
+        raise ValueError(f"train/val overlap: speakers {sorted(speakers)[:3]}, sentences {sorted(sentences)[:3]}")
+
+
+def materialise(utt: CleanUtterance, out_dir: Path) -> tuple[CleanUtterance, np.ndarray]:
+    """Synthesise a TTS utterance (cached on disk) and read any utterance as 16 kHz audio."""
+    if utt.audio_path is None:
+        voice = utt.speaker.removeprefix("flite-")
+        path = out_dir / "clean" / f"{utt.id.replace('/', '_')}.wav"
+        if not path.exists():
+            synthesise(utt.text, voice, path)
+        utt = CleanUtterance(utt.id, utt.text, utt.speaker, utt.source, str(path), utt.prompt_name)
+    return utt, read_audio(utt.audio_path)
+
+
+def draw_scenario(rng: np.random.Generator, cfg: DataConfig, names: list[str]) -> str:
+    """The paper's scheduler: 60 % singles, 24 % four important doubles, 16 % the other 43."""
+    singles = [n for n in names if len(get_scenario(n).effects) == 1]
+    important = [n for n in names if n in IMPORTANT_DOUBLES]
+    rest = [n for n in names if n not in singles and n not in important]
+    u = rng.random()
+    pool = singles if u < cfg.single_ratio else important if u < cfg.single_ratio + cfg.important_ratio else rest
+    pool = pool or names
+    return pool[int(rng.integers(len(pool)))]
+
+
+def clip_rows(utt: CleanUtterance, audio: np.ndarray, split: str, copies: int, cfg: DataConfig,
+              rng: np.random.Generator, out_dir: Path, names: list[str]) -> list[dict[str, Any]]:
+    """The clean row plus ``copies`` simulated rows of one utterance (audio written to disk)."""
+    base = {"text": utt.text, "speaker": utt.speaker, "source": utt.source, "split": split,
+            "clean_id": utt.id, "speech_end": round(speech_end_seconds(audio), 2),
+            "duration": round(len(audio) / 16000, 3)}
+    rows = [{**base, "id": utt.id, "audio": utt.audio_path, "scenario": CLEAN, "effects": [],
+             "n_effects": 0, "severity": 0.0, "seed": None}]
+    for copy in range(copies):
+        scenario = draw_scenario(rng, cfg, names)
+        seed = int(rng.integers(2**31))
+        result = simulate(audio, 16000, scenario, None, seed, severity_mapping=cfg.severity_mapping)
+        clip_id = f"{utt.id}__{scenario}__{copy}"
+        path = out_dir / "sim" / split / f"{clip_id.replace('/', '_')}.wav"
+        write_audio(path, result.audio)
+        rows.append({**base, "id": clip_id, "audio": str(path), "scenario": scenario,
+                     "effects": list(result.effects), "n_effects": len(result.effects),
+                     "severity": result.severity, "seed": seed})
+    return rows
+
+
+def record_base_wer(rows: list[dict[str, Any]], transcribe, batch_size: int = 32) -> None:
+    """Add ``base_hyp`` and ``base_wer`` to every row (the served decode of the base model)."""
+    from service.scoring import score
+
+    for start in tqdm(range(0, len(rows), batch_size), desc="base WER", unit="batch"):
+        chunk = rows[start:start + batch_size]
+        hyps = transcribe([read_audio(r["audio"]) for r in chunk])
+        for row, hyp in zip(chunk, hyps):
+            row["base_hyp"] = hyp
+            row["base_wer"] = round(score(row["text"], hyp).wer, 4)
+
+
+def wer_subset(rows: list[dict[str, Any]], max_wer: float) -> list[dict[str, Any]]:
+    """Rows whose base WER is below ``max_wer`` (a WER-graded subset; unscored clean rows pass)."""
+    return [r for r in rows if r.get("base_wer", 0.0) < max_wer]
+
+
+def learnable(rows: list[dict[str, Any]], max_wer: float = 0.7) -> list[dict[str, Any]]:
+    """The learnability filter: drop clips the base model gets more than ``max_wer`` wrong."""
+    return [r for r in rows if r.get("base_wer", 0.0) <= max_wer]
+
+
+def write_manifest(rows: list[dict[str, Any]], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        for row in rows:
+            handle.write(json.dumps(row) + "\n")
+    return path
+
+
+def read_manifest(path: str | Path) -> list[dict[str, Any]]:
+    with open(path) as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def build_datasets(cfg: DataConfig, base_model: str, threads: int = 2) -> dict[str, Path]:
+    """Synthesise, simulate, score with the base model and write every manifest under ``cfg.out_dir``."""
+    from service.scoring import corpus_score
+    from training.whisper import Decoder, resolve_model
+
+    out_dir = Path(cfg.out_dir)
+    guard = ReservedGuard.from_files(cfg.reserved_prompts, cfg.asterisk_transcripts)
+    plan = plan_clean(cfg, guard)
+    names = resolve_scenarios("all")
+    rng = np.random.default_rng(cfg.seed)
+    rows: dict[str, list[dict[str, Any]]] = {}
+    for split, utts in plan.items():
+        copies = cfg.train_copies if split == "train" else cfg.val_copies
+        rows[split] = []
+        for utt in tqdm(utts, desc=f"simulate {split}", unit="utt"):
+            utt, audio = materialise(utt, out_dir)
+            rows[split] += clip_rows(utt, audio, split, copies, cfg, rng, out_dir, names)
+    decoder = Decoder(resolve_model(base_model), threads=threads)
+    for split in rows:
+        # Clean training copies need no WER (the curriculum grades degraded clips only): on a CPU
+        # the encoder pass per clip is the cost of this whole step, so they are not decoded.
+        scored = [r for r in rows[split] if split != "train" or r["scenario"] != CLEAN]
+        record_base_wer(scored, decoder)
+    paths = {split: write_manifest(r, out_dir / f"{split}.jsonl") for split, r in rows.items()}
+    degraded = [r for r in rows["train"] if r["scenario"] != CLEAN]
+    for grade in cfg.wer_grades:
+        paths[f"train-wer{int(grade * 100)}"] = write_manifest(
+            wer_subset(degraded, grade), out_dir / f"train-wer{int(grade * 100)}.jsonl")
+    summary = {
+        "base_model": base_model,
+        "counts": {k: len(read_manifest(p)) for k, p in paths.items()},
+        "speakers": {s: sorted({r["speaker"] for r in r_}) for s, r_ in rows.items()},
+        "learnable_train": len(learnable(degraded, cfg.learnability_max_wer)),
+        "dropped_by_learnability": len(degraded) - len(learnable(degraded, cfg.learnability_max_wer)),
+        "scenario_counts_train": dict(Counter(r["scenario"] for r in degraded)),
+        "base_wer": {s: {
+            "clean": corpus_score((r["text"], r["base_hyp"]) for r in r_ if r["scenario"] == CLEAN
+                                  and "base_hyp" in r).wer,
+            "degraded": corpus_score((r["text"], r["base_hyp"]) for r in r_ if r["scenario"] != CLEAN).wer,
+        } for s, r_ in rows.items()},
+        "config": cfg.model_dump(),
+    }
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    paths["summary"] = out_dir / "summary.json"
+    return paths

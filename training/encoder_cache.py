@@ -1,0 +1,75 @@
+"""Run Whisper's frozen lower encoder blocks once per clip and reuse their output.
+
+Why: on a CPU the encoder (1500 positions for every clip, even a 3-second one) is most of the
+cost of a training step. The LoRA scopes used here never touch the lower blocks, so their output
+for a clip never changes during training; caching it lets each step run only the adapted upper
+block(s) and the decoder. The split forward is numerically the encoder's own forward (tested).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from transformers.modeling_outputs import BaseModelOutput
+
+
+def whisper_encoder(model: nn.Module) -> nn.Module:
+    """The encoder module of a plain or peft-wrapped WhisperForConditionalGeneration."""
+    return model.get_encoder()
+
+
+@torch.no_grad()
+def lower_states(model: nn.Module, features: torch.Tensor, n_frozen: int) -> torch.Tensor:
+    """Hidden states after the stem and the first ``n_frozen`` encoder blocks (no dropout)."""
+    enc = whisper_encoder(model)
+    x = nn.functional.gelu(enc.conv1(features))
+    x = nn.functional.gelu(enc.conv2(x)).permute(0, 2, 1)
+    x = x + enc.embed_positions.weight[: x.shape[1]]
+    for layer in enc.layers[:n_frozen]:
+        x = layer(x, None)
+    return x
+
+
+def upper_states(model: nn.Module, hidden: torch.Tensor, n_frozen: int) -> torch.Tensor:
+    """The remaining encoder blocks and the final norm (with autograd, so LoRA there trains)."""
+    enc = whisper_encoder(model)
+    for layer in enc.layers[n_frozen:]:
+        hidden = layer(hidden, None)
+    return enc.layer_norm(hidden)
+
+
+def decoder_logits(model: nn.Module, encoder_states: torch.Tensor, decoder_input_ids: torch.Tensor) -> torch.Tensor:
+    """Teacher-forced decoder logits given encoder states."""
+    out = model(encoder_outputs=BaseModelOutput(last_hidden_state=encoder_states),
+                decoder_input_ids=decoder_input_ids)
+    return out.logits
+
+
+class LowerStateCache:
+    """clip id → lower-block states (fp16 in memory), computed on first use."""
+
+    def __init__(self, model: nn.Module, n_frozen: int, features: Callable[[list[np.ndarray]], torch.Tensor],
+                 load_audio: Callable[[str], np.ndarray], dtype: torch.dtype = torch.float16) -> None:
+        self.model = model
+        self.n_frozen = n_frozen
+        self.features = features
+        self.load_audio = load_audio
+        self.dtype = dtype
+        self._store: dict[str, torch.Tensor] = {}
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    def get(self, keys: Sequence[str], paths: Sequence[str]) -> torch.Tensor:
+        missing = [(k, p) for k, p in zip(keys, paths) if k not in self._store]
+        if missing:
+            was_training = self.model.training
+            self.model.eval()
+            states = lower_states(self.model, self.features([self.load_audio(p) for _, p in missing]), self.n_frozen)
+            self.model.train(was_training)
+            for (key, _), state in zip(missing, states):
+                self._store[key] = state.to(self.dtype)
+        return torch.stack([self._store[k] for k in keys]).float()

@@ -1,0 +1,170 @@
+"""The served checkpoint bundle (``megaasr-bundle/1``) and its loader.
+
+Layout (the service's ``megaasr serve --checkpoint DIR`` reads exactly this)::
+
+    bundle.json   {"format": "megaasr-bundle/1", "base_model": ..., "adapter": "adapter" | null,
+                   "merged": "merged" | null, "router": "router" | null, "router_threshold": 0.5}
+    adapter/      peft LoRA adapter (adapter_config.json + adapter_model.safetensors) on the base model
+    merged/       optional full HF Whisper checkpoint with the robust LoRA merged (for vLLM)
+    router/       AudioQualityRouter.save output (trained)
+    README.md     model card: training config and eval numbers
+
+Why one adapter although training merged several (three SFT phases, then RL): merging only adds
+``scale_i * B_i @ A_i`` to each weight, so the sum of the stage adapters is itself a LoRA whose rank
+is the sum of their ranks: stack the A matrices and the scaled B matrices along the rank axis
+(the released Mega-ASR adapter is built the same way: r = 24 = 3 x 8). The result is exact.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+FORMAT = "megaasr-bundle/1"
+_A, _B = ".lora_A.weight", ".lora_B.weight"
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A loaded bundle with resolved absolute paths (None where the bundle has no such part)."""
+
+    root: Path
+    base_model: str
+    adapter: Path | None
+    merged: Path | None
+    router: Path | None
+    router_threshold: float
+    card: Path | None
+
+
+def load_bundle(directory: str | Path) -> Bundle:
+    """Read and validate ``bundle.json``; every named part must exist."""
+    root = Path(directory).resolve()
+    meta = json.loads((root / "bundle.json").read_text())
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{root}: unsupported bundle format {meta.get('format')!r} (expected {FORMAT})")
+
+    def part(key: str) -> Path | None:
+        name = meta.get(key)
+        if name is None:
+            return None
+        path = root / name
+        if not path.is_dir():
+            raise FileNotFoundError(f"{root}: bundle names {key}={name!r} but {path} is missing")
+        return path
+
+    threshold = float(meta.get("router_threshold", 0.5))
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"router_threshold must lie in [0, 1], got {threshold}")
+    card = root / "README.md"
+    return Bundle(root, str(meta["base_model"]), part("adapter"), part("merged"), part("router"), threshold,
+                  card if card.exists() else None)
+
+
+# -- combining stage adapters ------------------------------------------------------------------
+def _adapter_scale(config: dict[str, Any], module: str) -> float:
+    rank = _pattern(config.get("rank_pattern") or {}, module, config["r"])
+    alpha = _pattern(config.get("alpha_pattern") or {}, module, config["lora_alpha"])
+    return alpha / rank
+
+
+def _pattern(patterns: dict[str, Any], module: str, default: Any) -> Any:
+    for key, value in patterns.items():
+        if module == key or module.endswith("." + key):
+            return value
+    return default
+
+
+def combine_adapters(adapter_dirs: list[str | Path], out_dir: str | Path) -> Path:
+    """One peft adapter equal to the sum of ``adapter_dirs`` (each trained after merging the ones before)."""
+    blocks: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+    for folder in adapter_dirs:
+        folder = Path(folder)
+        config = json.loads((folder / "adapter_config.json").read_text())
+        state = load_file(str(folder / "adapter_model.safetensors"))
+        for key in state:
+            if key.endswith(_A):
+                module = key[: -len(_A)]
+                a, b = state[key].float(), state[module + _B].float()
+                blocks.setdefault(module, []).append((a, b * _adapter_scale(config, _module_name(module))))
+    if not blocks:
+        raise ValueError("no LoRA tensors found in the given adapters")
+    tensors: dict[str, torch.Tensor] = {}
+    ranks: dict[str, int] = {}
+    for module, parts in blocks.items():
+        tensors[module + _A] = torch.cat([a for a, _ in parts], dim=0).contiguous()
+        tensors[module + _B] = torch.cat([b for _, b in parts], dim=1).contiguous()
+        ranks[_module_name(module)] = tensors[module + _A].shape[0]
+    first = json.loads((Path(adapter_dirs[0]) / "adapter_config.json").read_text())
+    config = {**first, "r": max(ranks.values()), "lora_alpha": max(ranks.values()), "lora_dropout": 0.0,
+              "target_modules": sorted(ranks), "rank_pattern": ranks, "alpha_pattern": dict(ranks),
+              "inference_mode": True}
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(out_dir / "adapter_model.safetensors"))
+    (out_dir / "adapter_config.json").write_text(json.dumps(config, indent=2))
+    return out_dir
+
+
+def _module_name(key: str) -> str:
+    """``base_model.model.model.encoder.layers.3.fc1`` → ``model.encoder.layers.3.fc1``."""
+    return key.removeprefix("base_model.model.")
+
+
+def apply_adapter(model: torch.nn.Module, adapter_dir: str | Path) -> torch.nn.Module:
+    """Base model + adapter, the way the service applies it (peft)."""
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(model, str(adapter_dir))
+
+
+# -- writing the bundle ------------------------------------------------------------------------
+def export_bundle(out_dir: str | Path, base_model: str, adapter_dirs: list[str | Path],
+                  merged_dir: str | Path | None, router_dir: str | Path | None, router_threshold: float,
+                  card: str) -> Bundle:
+    """Assemble a bundle folder from training outputs (replacing any previous one)."""
+    out = Path(out_dir)
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    adapter = combine_adapters(adapter_dirs, out / "adapter") if adapter_dirs else None
+    merged = None
+    if merged_dir is not None:
+        merged = out / "merged"
+        shutil.copytree(merged_dir, merged, ignore=shutil.ignore_patterns("megaasr_training.json"))
+    router = None
+    if router_dir is not None:
+        from service.models.router_net import AudioQualityRouter
+
+        net = AudioQualityRouter.load(router_dir)
+        if not net.trained:
+            raise ValueError(f"{router_dir}: the router is not marked trained")
+        router = out / "router"
+        net.save(router)
+    meta = {"format": FORMAT, "base_model": base_model, "adapter": adapter and "adapter",
+            "merged": merged and "merged", "router": router and "router", "router_threshold": router_threshold}
+    (out / "bundle.json").write_text(json.dumps(meta, indent=2))
+    (out / "README.md").write_text(card)
+    return load_bundle(out)
+
+
+def model_card(base_model: str, recipe: dict[str, Any], eval_summary: dict[str, Any] | None,
+               router_summary: dict[str, Any] | None) -> str:
+    """Markdown model card with the training config and the measured numbers."""
+    lines = [f"# Mega-ASR robust LoRA for {base_model}", "",
+             "Robust adapter trained by this project's A2S-SFT (three LoRA phases, merged between phases) "
+             "and DG-WGPO code on simulated in-the-wild audio; an audio-quality router sends clean audio "
+             "to the base model and degraded audio to the adapter.", "",
+             "Load with `megaasr serve --checkpoint <this folder>`; `training.export.load_bundle` reads it.", ""]
+    if eval_summary:
+        lines += ["## Evaluation (held-out speaker and sentences)", "", eval_summary.get("markdown", ""), ""]
+    if router_summary:
+        lines += ["## Router", "", "```json", json.dumps(router_summary, indent=2), "```", ""]
+    lines += ["## Training configuration", "", "```json", json.dumps(recipe, indent=2), "```", ""]
+    return "\n".join(lines)

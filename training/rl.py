@@ -1,0 +1,288 @@
+"""DG-WGPO: GRPO group-relative advantages with the DAPO loss and the dual-granularity reward (§4).
+
+One optimiser step, top to bottom (:func:`train_rl`):
+
+1. draw clips from the targeted split (mid/high base WER, learnable);
+2. sample K rollouts per clip from the current policy (temperature 0.5, top-p 0.95, top-k 50,
+   repetition penalty 1.08) with the service's own cached decoder and timestamp rules;
+3. score them with :mod:`training.reward` and turn each group into advantages; **dynamic
+   sampling**: a group whose rewards all agree carries no signal and is replaced by a fresh clip
+   (at most ``max_resample`` times), otherwise dropped; overlong (truncated) rollouts are masked out;
+4. ``iterations_per_batch`` updates of the DAPO objective: token-level clipped ratio with the
+   asymmetric range [1 - 0.2, 1 + 0.28], plus beta = 0.04 times the k3 KL estimate to the
+   reference (the SFT model = the policy with its LoRA switched off), averaged over all tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from service.engines.decoding import TokenDecoder
+from service.engines.whisper_runner import WhisperRunner
+from training.config import RLConfig
+from training.data import CLEAN, learnable, read_manifest
+from training.encoder_cache import LowerStateCache, decoder_logits, upper_states
+from training.lora import add_lora, merge
+from training.reward import RewardConfig, group_advantages, group_rewards, zero_variance_group
+from training.sources import read_audio
+from training.whisper import Decoder, FeatureMaker, load_model, save_full_checkpoint
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Group:
+    """K rollouts of one clip, with their rewards and advantages."""
+
+    row: dict[str, Any]
+    prompt: list[int]
+    responses: list[list[int]]  # sampled tokens, EOT included when the rollout finished
+    finished: list[bool]
+    texts: list[str]
+    rewards: list[float]
+    advantages: list[float] = field(default_factory=list)
+
+
+# -- sampling ----------------------------------------------------------------------------------
+def filter_top_k_top_p(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
+    """Keep the top-k logits, then the smallest set whose probability reaches top-p."""
+    if top_k > 0:
+        kth = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
+        drop = cumulative - torch.softmax(sorted_logits, dim=-1) >= top_p  # keep the token that crosses top_p
+        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+        logits = torch.full_like(logits, float("-inf")).scatter(1, order, sorted_logits)
+    return logits
+
+
+def repetition_penalty(logits: torch.Tensor, histories: list[list[int]], penalty: float, below: int) -> torch.Tensor:
+    """CTRL-style penalty on text tokens already generated (ids below ``below``)."""
+    if penalty == 1.0:
+        return logits
+    for row, seq in enumerate(histories):
+        seen = sorted({t for t in seq if t < below})
+        if seen:
+            idx = torch.tensor(seen)
+            values = logits[row, idx]
+            logits[row, idx] = torch.where(values > 0, values / penalty, values * penalty)
+    return logits
+
+
+@torch.no_grad()
+def sample_rollouts(policy: torch.nn.Module, rules: TokenDecoder, encoder_states: torch.Tensor, prompt: list[int],
+                    k: int, cfg: RLConfig, generator: torch.Generator) -> tuple[list[list[int]], list[bool]]:
+    """K sampled continuations per clip (rows grouped clip by clip) and whether each finished."""
+    runner = WhisperRunner(policy)
+    rules.runner = runner
+    vocab = rules.vocab
+    states = encoder_states.repeat_interleave(k, dim=0)
+    batch = states.shape[0]
+    state = runner.start(states, len(prompt) + cfg.max_new_tokens)
+    logits = runner.step(torch.tensor([prompt] * batch), state)[:, -1]
+    alive = torch.arange(batch)
+    generated: list[list[int]] = [[] for _ in range(batch)]
+    finished = [False] * batch
+    for step in range(cfg.max_new_tokens):
+        histories = [generated[r] for r in alive.tolist()]
+        logits = rules._apply_rules(logits, histories, first=step == 0)
+        logits = repetition_penalty(logits, histories, cfg.repetition_penalty, vocab.eot)
+        logits = filter_top_k_top_p(logits / cfg.temperature, cfg.top_k, cfg.top_p)
+        tokens = torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator)[:, 0]
+        keep = []
+        for i, (row, tok) in enumerate(zip(alive.tolist(), tokens.tolist())):
+            generated[row].append(tok)
+            if tok == vocab.eot:
+                finished[row] = True
+            else:
+                keep.append(i)
+        if not keep or step == cfg.max_new_tokens - 1:
+            break
+        keep_t = torch.tensor(keep)
+        alive, tokens = alive[keep_t], tokens[keep_t]
+        state = state.select(keep_t)
+        logits = runner.step(tokens[:, None], state)[:, -1]
+    return generated, finished
+
+
+# -- the policy objective ----------------------------------------------------------------------
+def response_batch(groups: list[Group], pad: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Decoder inputs, targets, loss mask and advantages for every rollout of every group."""
+    seqs = [(g.prompt, resp, ok, adv) for g in groups for resp, ok, adv in zip(g.responses, g.finished, g.advantages)]
+    width = max(len(p) + len(r) for p, r, _, _ in seqs) - 1
+    inputs = torch.full((len(seqs), width), pad, dtype=torch.long)
+    targets = torch.full((len(seqs), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width))
+    advantages = torch.zeros(len(seqs))
+    for i, (prompt, resp, ok, adv) in enumerate(seqs):
+        full = prompt + resp
+        inputs[i, : len(full) - 1] = torch.tensor(full[:-1])
+        targets[i, : len(full) - 1] = torch.tensor(full[1:])
+        if ok:  # overlong filtering: a truncated rollout contributes nothing
+            mask[i, len(prompt) - 1: len(full) - 1] = 1.0
+        advantages[i] = adv
+    return inputs, targets, mask, advantages
+
+
+def token_logprobs(policy: torch.nn.Module, hidden: torch.Tensor, n_frozen: int, k: int,
+                   inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """log pi(target token) for every position; the encoder runs once per clip, then is shared."""
+    states = upper_states(policy, hidden, n_frozen).repeat_interleave(k, dim=0)
+    logits = decoder_logits(policy, states, inputs).float()
+    return torch.log_softmax(logits, dim=-1).gather(-1, targets[..., None])[..., 0]
+
+
+def dapo_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor, advantages: torch.Tensor,
+              mask: torch.Tensor, clip_low: float, clip_high: float, kl_beta: float) -> tuple[torch.Tensor, dict]:
+    """Token-level clipped surrogate (asymmetric clip) + beta * k3 KL, averaged over all response tokens."""
+    ratio = torch.exp(logp - old_logp)
+    adv = advantages[:, None]
+    surrogate = torch.minimum(ratio * adv, torch.clamp(ratio, 1 - clip_low, 1 + clip_high) * adv)
+    log_ref_ratio = ref_logp - logp
+    kl = torch.exp(log_ref_ratio) - log_ref_ratio - 1.0
+    per_token = -surrogate + kl_beta * kl
+    n = mask.sum().clamp(min=1.0)
+    loss = (per_token * mask).sum() / n
+    stats = {"kl": float((kl * mask).sum() / n),
+             "clip_frac": float((((ratio < 1 - clip_low) | (ratio > 1 + clip_high)).float() * mask).sum() / n)}
+    return loss, stats
+
+
+def policy_update(policy, groups: list[Group], hidden: torch.Tensor, n_frozen: int, k: int, optimizer,
+                  cfg: RLConfig, pad: int) -> dict[str, float]:
+    """``iterations_per_batch`` DAPO steps on one batch of groups (old/ref log-probs computed once)."""
+    inputs, targets, mask, advantages = response_batch(groups, pad)
+    policy.eval()  # no dropout: old and new log-probs must agree before the first update
+    with torch.no_grad():
+        old_logp = token_logprobs(policy, hidden, n_frozen, k, inputs, targets)
+        with policy.disable_adapter():
+            ref_logp = token_logprobs(policy, hidden, n_frozen, k, inputs, targets)
+    stats: dict[str, float] = {}
+    params = [p for p in policy.parameters() if p.requires_grad]
+    for _ in range(cfg.iterations_per_batch):
+        logp = token_logprobs(policy, hidden, n_frozen, k, inputs, targets)
+        loss, stats = dapo_loss(logp, old_logp, ref_logp, advantages, mask, cfg.clip_low, cfg.clip_high, cfg.kl_beta)
+        loss.backward()
+        stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm))
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        stats["loss"] = float(loss)
+    return stats
+
+
+# -- the loop ----------------------------------------------------------------------------------
+def rl_rows(rows: list[dict[str, Any]], cfg: RLConfig) -> list[dict[str, Any]]:
+    """Targeted split: degraded, learnable, and not already easy for the initial model."""
+    return [r for r in learnable(rows) if r["scenario"] != CLEAN and r["base_wer"] >= cfg.min_base_wer]
+
+
+def collect_groups(policy, rules, cache: LowerStateCache, n_frozen: int, pool: list[dict], rng: np.random.Generator,
+                   cfg: RLConfig, reward_cfg: RewardConfig, tokenizer, generator: torch.Generator
+                   ) -> tuple[list[Group], dict[str, int]]:
+    """Rollout groups for one step, with dynamic sampling of zero-variance groups."""
+    prompt = rules.vocab.prompt("en", "transcribe")
+    groups: list[Group] = []
+    counts = {"sampled": 0, "zero_variance": 0, "dropped": 0}
+    wanted = cfg.prompts_per_step
+    budget = wanted + cfg.max_resample
+    while len(groups) < wanted and counts["sampled"] < budget:
+        rows = [pool[int(i)] for i in rng.integers(len(pool), size=min(wanted - len(groups), budget - counts["sampled"]))]
+        counts["sampled"] += len(rows)
+        hidden = cache.get([r["id"] for r in rows], [r["audio"] for r in rows])
+        policy.eval()
+        with torch.no_grad():
+            states = upper_states(policy, hidden, n_frozen)
+        responses, finished = sample_rollouts(policy, rules, states, prompt, cfg.group_size, cfg, generator)
+        for j, row in enumerate(rows):
+            resp = responses[j * cfg.group_size:(j + 1) * cfg.group_size]
+            fin = finished[j * cfg.group_size:(j + 1) * cfg.group_size]
+            texts = [tokenizer.decode([t for t in r if t < rules.vocab.eot]).strip() for r in resp]
+            rewards = group_rewards(texts, row["text"], reward_cfg)
+            if zero_variance_group(rewards):
+                counts["zero_variance"] += 1
+                continue
+            groups.append(Group(row, prompt, resp, fin, texts, rewards, group_advantages(rewards)))
+    counts["dropped"] = wanted - len(groups)
+    return groups, counts
+
+
+def cosine_with_warmup(total: int, warmup_fraction: float):
+    warm = max(1, int(round(warmup_fraction * total)))
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
+    return factor
+
+
+def train_rl(cfg: RLConfig, data_dir: str | Path) -> Path:
+    """Run DG-WGPO from the SFT checkpoint; writes ``adapter/`` and the merged ``final/``."""
+    from service.scoring import corpus_score
+
+    torch.set_num_threads(cfg.threads)
+    out_dir = Path(cfg.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.json").write_text(json.dumps(cfg.model_dump(), indent=2))
+    pool = rl_rows(read_manifest(Path(data_dir) / "train.jsonl"), cfg)
+    val_all = [r for r in read_manifest(Path(data_dir) / "val.jsonl") if r["scenario"] != CLEAN]
+    val_rows = [val_all[i] for i in np.random.default_rng(cfg.seed).permutation(len(val_all))[:cfg.eval_samples]]
+    torch.manual_seed(cfg.seed)
+    model, processor, init_dir = load_model(cfg.init)
+    n_frozen = model.config.encoder_layers - cfg.upper_encoder_blocks
+    cache = LowerStateCache(model, n_frozen, FeatureMaker(processor, model.config), read_audio)
+    policy = add_lora(model, cfg.scope, cfg.upper_encoder_blocks, cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout)
+    decoder = Decoder(init_dir, threads=cfg.threads)
+    rules = TokenDecoder(WhisperRunner(policy), decoder.transcriber.vocab)
+    optimizer = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=0.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(cfg.steps, cfg.warmup_fraction))
+    reward_cfg = RewardConfig(tau=cfg.reward_tau)
+    rng = np.random.default_rng(cfg.seed)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    metrics = open(out_dir / "metrics.jsonl", "w")
+
+    def validate() -> dict[str, float]:
+        hyps = decoder.use_model(policy)([read_audio(r["audio"]) for r in val_rows])
+        return {"val_wer": corpus_score((r["text"], h) for r, h in zip(val_rows, hyps)).wer}
+
+    start_eval = validate()
+    metrics.write(json.dumps({"step": 0, **start_eval}) + "\n")
+    for step in tqdm(range(cfg.steps), desc="DG-WGPO", unit="step"):
+        started = time.monotonic()
+        groups, counts = collect_groups(policy, rules, cache, n_frozen, pool, rng, cfg, reward_cfg,
+                                        processor.tokenizer, generator)
+        record: dict[str, Any] = {"step": step + 1, **counts, "groups": len(groups)}
+        if groups:
+            hidden = cache.get([g.row["id"] for g in groups], [g.row["audio"] for g in groups])
+            record.update(policy_update(policy, groups, hidden, n_frozen, cfg.group_size, optimizer, cfg,
+                                        decoder.transcriber.vocab.eot))
+            record["reward_mean"] = float(np.mean([r for g in groups for r in g.rewards]))
+            record["rollout_wer"] = float(np.mean([corpus_score([(g.row["text"], t)]).wer for g in groups for t in g.texts]))
+        scheduler.step()
+        record["seconds"] = time.monotonic() - started
+        if cfg.eval_every and (step + 1) % cfg.eval_every == 0:
+            record.update(validate())
+        metrics.write(json.dumps(record) + "\n")
+        metrics.flush()
+        log.info("RL step %d: %s", step + 1, record)
+    metrics.close()
+    policy.save_pretrained(out_dir / "adapter")
+    final = save_full_checkpoint(merge(policy), init_dir, out_dir / "final")
+    previous = json.loads((Path(init_dir) / "megaasr_training.json").read_text()) \
+        if (Path(init_dir) / "megaasr_training.json").exists() else {"adapters": [], "base_model": str(init_dir)}
+    (final / "megaasr_training.json").write_text(json.dumps(
+        {"stage": "rl", "base_model": previous.get("base_model"), "init": str(init_dir),
+         "adapters": previous.get("adapters", []) + [str(out_dir / "adapter")]}, indent=2))
+    return final

@@ -1,0 +1,240 @@
+"""A2S-SFT: three LoRA phases on Whisper, merged between phases (paper §3, A2S-SFT).
+
+Read top to bottom: :func:`train_sft` loops over the phases in the config; each phase wraps the
+current model with a fresh LoRA over its scope, trains it with AdamW (per-module learning-rate
+groups, warmup then linear decay, gradient clipping), evaluates and checkpoints periodically,
+then merges the LoRA into the weights before the next phase starts. Phase I walks the WER
+curriculum (< 30 % → < 50 % → < 70 %); the others use the whole learnable split.
+
+Every phase saves its adapter (``phase{i}/adapter``), and the run ends with the merged model in
+``final/``. An interrupted run resumes from the newest checkpoint with identical results.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from training.config import PhaseConfig, SFTConfig
+from training.data import CLEAN, learnable, read_manifest, wer_subset
+from training.encoder_cache import LowerStateCache, decoder_logits, upper_states
+from training.lora import add_lora, encoder_block_ids, merge, param_groups
+from training.sources import read_audio
+from training.whisper import (IGNORE_INDEX, Decoder, FeatureMaker, TargetTokens, decoder_targets, load_model,
+                              save_full_checkpoint)
+
+log = logging.getLogger(__name__)
+
+
+# -- data --------------------------------------------------------------------------------------
+def sft_pool(rows: list[dict[str, Any]], clean_fraction: float, max_wer: float, seed: int) -> list[dict[str, Any]]:
+    """Degraded clips under ``max_wer`` base WER, plus a seeded share of clean clips."""
+    degraded = [r for r in rows if r["scenario"] != CLEAN]
+    clean = [r for r in rows if r["scenario"] == CLEAN]
+    rng = np.random.default_rng(seed)
+    n_clean = int(round(clean_fraction * len(degraded)))
+    picked = [clean[i] for i in sorted(rng.choice(len(clean), min(n_clean, len(clean)), replace=False))] if clean else []
+    return wer_subset(degraded, max_wer) + wer_subset(picked, max_wer)
+
+
+def batch_rows(pool: list[dict[str, Any]], batch_size: int, seed: int, phase: int, stage: int,
+               step: int) -> list[dict[str, Any]]:
+    """The rows of one step: a pure function of its coordinates (what makes resume exact)."""
+    per_epoch = max(1, len(pool) // batch_size)
+    epoch, offset = divmod(step, per_epoch)
+    order = np.random.default_rng([seed, phase, stage, epoch]).permutation(len(pool))
+    return [pool[i] for i in order[offset * batch_size:(offset + 1) * batch_size]]
+
+
+# -- model pieces ------------------------------------------------------------------------------
+@dataclass
+class Pieces:
+    """What every step needs besides the model: tokenizer, special tokens, features, the cache."""
+
+    processor: Any
+    tokens: TargetTokens
+    features: FeatureMaker
+    cache: LowerStateCache
+    n_frozen: int
+
+
+def step_loss(model: torch.nn.Module, rows: list[dict[str, Any]], pieces: Pieces, encoder_trains: bool) -> torch.Tensor:
+    """Teacher-forced CE over one batch, running only the blocks above the cached ones."""
+    hidden = pieces.cache.get([r["id"] for r in rows], [r["audio"] for r in rows])
+    with torch.set_grad_enabled(encoder_trains and torch.is_grad_enabled()):
+        states = upper_states(model, hidden, pieces.n_frozen)
+    inputs, labels = decoder_targets([r["text"] for r in rows], [r["speech_end"] for r in rows],
+                                     pieces.processor, pieces.tokens)
+    logits = decoder_logits(model, states, inputs)
+    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                                             ignore_index=IGNORE_INDEX)
+
+
+def lr_lambda(total: int, warmup_fraction: float):
+    """Linear warmup then linear decay to zero, as a LambdaLR multiplier."""
+    warm = max(1, int(round(warmup_fraction * total)))
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        return max(0.0, (total - step) / max(1, total - warm))
+    return factor
+
+
+# -- evaluation --------------------------------------------------------------------------------
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, rows: list[dict[str, Any]], pieces: Pieces, decoder: Decoder | None,
+             batch_size: int) -> dict[str, float]:
+    """Validation loss (teacher forcing) and, with a decoder, the served-path WER."""
+    from service.scoring import corpus_score
+
+    was_training = model.training
+    model.eval()
+    losses = [float(step_loss(model, rows[i:i + batch_size], pieces, False)) for i in range(0, len(rows), batch_size)]
+    model.train(was_training)
+    out = {"val_loss": float(np.mean(losses))}
+    if decoder is not None:
+        hyps = decoder.use_model(model)([read_audio(r["audio"]) for r in rows])
+        out["val_wer"] = corpus_score((r["text"], h) for r, h in zip(rows, hyps)).wer
+        out["val_base_wer"] = corpus_score((r["text"], r["base_hyp"]) for r in rows).wer
+    return out
+
+
+# -- one phase ---------------------------------------------------------------------------------
+def train_phase(model: torch.nn.Module, index: int, phase: PhaseConfig, cfg: SFTConfig, train_rows: list[dict],
+                val_rows: list[dict], pieces: Pieces, decoder: Decoder | None, out_dir: Path,
+                clean_fraction: float, max_steps: int | None = None) -> torch.nn.Module:
+    """Train one phase's fresh LoRA; returns the peft-wrapped model (not merged)."""
+    torch.manual_seed(cfg.seed + index)
+    peft_model = add_lora(model, phase.scope, cfg.upper_encoder_blocks, cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout)
+    encoder_trains = bool(encoder_block_ids(model.config.encoder_layers, cfg.upper_encoder_blocks, phase.scope))
+    optimizer = torch.optim.AdamW(param_groups(peft_model, {"encoder": phase.lr_encoder, "decoder": phase.lr_decoder},
+                                               cfg.weight_decay))
+    total = phase.steps_per_stage * len(phase.curriculum)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(total, phase.warmup_fraction))
+    ckpt_root, prefix = out_dir / "checkpoints", f"phase{index}"
+    start = 0
+    latest = latest_checkpoint(ckpt_root, prefix)
+    if latest is not None:
+        start = load_checkpoint(latest, peft_model, optimizer, scheduler)["step"]
+        log.info("resumed phase %d at step %d from %s", index, start, latest)
+    pools = [sft_pool(train_rows, clean_fraction, wer, cfg.seed) for wer in phase.curriculum]
+    metrics = open(out_dir / "metrics.jsonl", "a")
+    peft_model.train()
+    stop = total if max_steps is None else min(total, max_steps)
+    bar = tqdm(range(start, stop), desc=f"SFT {phase.name}", unit="step", initial=start, total=total)
+    for step in bar:
+        stage = step // phase.steps_per_stage
+        started = time.monotonic()
+        loss_value = 0.0
+        for micro in range(cfg.grad_accum):
+            rows = batch_rows(pools[stage], cfg.batch_size, cfg.seed, index, stage, step * cfg.grad_accum + micro)
+            loss = step_loss(peft_model, rows, pieces, encoder_trains) / cfg.grad_accum
+            loss.backward()
+            loss_value += float(loss.detach())
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(
+            [p for p in peft_model.parameters() if p.requires_grad], cfg.max_grad_norm))
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        record = {"phase": index, "name": phase.name, "step": step + 1, "stage": stage,
+                  "max_wer": phase.curriculum[stage], "loss": loss_value, "grad_norm": grad_norm,
+                  "lr": {g["name"]: g["lr"] for g in optimizer.param_groups}, "seconds": time.monotonic() - started}
+        bar.set_postfix(loss=f"{loss_value:.3f}", stage=stage)
+        if cfg.eval_every and ((step + 1) % cfg.eval_every == 0 or step + 1 == total):
+            record.update(evaluate(peft_model, val_rows, pieces, decoder, cfg.batch_size))
+            log.info("phase %d step %d: %s", index, step + 1, {k: v for k, v in record.items() if "val" in k})
+        metrics.write(json.dumps(record) + "\n")
+        metrics.flush()
+        if cfg.save_every and ((step + 1) % cfg.save_every == 0 or step + 1 == stop):
+            save_checkpoint(ckpt_root / f"{prefix}-step{step + 1}", peft_model, optimizer, scheduler,
+                            {"phase": index, "step": step + 1, "config": cfg.model_dump()})
+    metrics.close()
+    return peft_model
+
+
+# -- the three phases --------------------------------------------------------------------------
+def train_sft(cfg: SFTConfig, data_dir: str | Path, clean_fraction: float = 0.1, learnability_max_wer: float = 0.7,
+              max_steps: int | None = None) -> Path:
+    """Run (or resume) every phase; returns the folder of the final merged checkpoint."""
+    torch.set_num_threads(cfg.threads)
+    out_dir = Path(cfg.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.json").write_text(json.dumps(cfg.model_dump(), indent=2))
+    train_rows = learnable(read_manifest(Path(data_dir) / "train.jsonl"), learnability_max_wer)
+    val_all = [r for r in read_manifest(Path(data_dir) / "val.jsonl") if r["scenario"] != CLEAN]
+    val_rows = [val_all[i] for i in np.random.default_rng(cfg.seed).permutation(len(val_all))[:cfg.eval_samples]]
+    model, processor, base_dir = load_model(cfg.base_model)
+    n_frozen = model.config.encoder_layers - cfg.upper_encoder_blocks
+    features = FeatureMaker(processor, model.config)
+    pieces = Pieces(processor, TargetTokens.from_processor(processor, model.config), features,
+                    LowerStateCache(model, n_frozen, features, read_audio), n_frozen)
+    decoder = Decoder(base_dir, threads=cfg.threads) if cfg.eval_every else None
+    for index, phase in enumerate(cfg.phases):
+        phase_dir = out_dir / f"phase{index}"
+        if (phase_dir / "done").exists():
+            model = _load_merged(phase_dir / "merged")
+            pieces.cache.model = model
+            continue
+        peft_model = train_phase(model, index, phase, cfg, train_rows, val_rows, pieces, decoder, out_dir,
+                                 clean_fraction, max_steps)
+        if max_steps is not None and max_steps < phase.steps_per_stage * len(phase.curriculum):
+            return out_dir  # a partial run (tests, time limits): resume later
+        peft_model.save_pretrained(phase_dir / "adapter")
+        model = merge(peft_model) if phase.merge_after else peft_model
+        save_full_checkpoint(model, base_dir, phase_dir / "merged")
+        (phase_dir / "done").write_text("ok\n")
+        pieces.cache.model = model
+    final = out_dir / "final"
+    save_full_checkpoint(model, base_dir, final)
+    (final / "megaasr_training.json").write_text(json.dumps(
+        {"stage": "sft", "base_model": cfg.base_model, "phases": [p.model_dump() for p in cfg.phases],
+         "adapters": [str(out_dir / f"phase{i}" / "adapter") for i in range(len(cfg.phases))]}, indent=2))
+    plot_curves(out_dir / "metrics.jsonl", out_dir / "sft-curves.png")
+    return final
+
+
+def _load_merged(path: Path) -> torch.nn.Module:
+    model, _, _ = load_model(str(path))
+    return model
+
+
+def plot_curves(metrics_path: Path, out_png: Path) -> Path | None:
+    """Training loss and validation WER per step, one colour per phase."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = [json.loads(x) for x in open(metrics_path) if x.strip()] if metrics_path.exists() else []
+    if not records:
+        return None
+    fig, (ax_loss, ax_wer) = plt.subplots(1, 2, figsize=(11, 4))
+    offset = 0
+    for phase in sorted({r["phase"] for r in records}):
+        rs = [r for r in records if r["phase"] == phase]
+        x = [offset + r["step"] for r in rs]
+        ax_loss.plot(x, [r["loss"] for r in rs], label=rs[0]["name"])
+        evals = [(offset + r["step"], r["val_wer"]) for r in rs if "val_wer" in r]
+        if evals:
+            ax_wer.plot(*zip(*evals), marker="o", label=rs[0]["name"])
+        offset = max(x)
+    if any("val_base_wer" in r for r in records):
+        ax_wer.axhline(next(r["val_base_wer"] for r in records if "val_base_wer" in r), color="grey",
+                       linestyle="--", label="base model")
+    ax_loss.set(xlabel="step", ylabel="train loss", title="A2S-SFT loss")
+    ax_wer.set(xlabel="step", ylabel="WER", title="validation WER (degraded)")
+    ax_loss.legend()
+    ax_wer.legend()
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
+    return out_png
