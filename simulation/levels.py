@@ -19,11 +19,6 @@ ABSOLUTE_FLOOR_DBFS = -80.0
 _EPS = 1e-20
 
 
-def power_db(power: float) -> float:
-    """Power (mean square) in dB re full scale; -inf for zero power."""
-    return float(10.0 * np.log10(power)) if power > 0 else float("-inf")
-
-
 def frame_powers(audio: np.ndarray, sr: int, frame_ms: float = FRAME_MS) -> np.ndarray:
     """Mean square of consecutive non-overlapping frames (the ragged tail is its own frame)."""
     frame = max(1, round(sr * frame_ms / 1000.0))

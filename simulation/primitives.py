@@ -110,9 +110,9 @@ def add_noise(
     sr = _check_sr(sr)
     snr_db = _check_range("snr_db", snr_db, -60.0, 100.0)
     wet = _check_range("wet", wet, 0.0, 1.0)
-    n = fit_to_length(as_mono_float32(noise), len(x)).astype(np.float64)
     if len(x) == 0:
         return PrimitiveOutput(x, {"target_snr_db": snr_db, "achieved_snr_db": None})
+    n = fit_to_length(as_mono_float32(noise), len(x)).astype(np.float64)
     mask = levels.active_frame_mask(x, sr)
     if mask.any():
         speech_power = levels.masked_power(x, sr, mask)

@@ -28,7 +28,11 @@ _SEVERITY_STREAM = 10_000
 
 @dataclass
 class SimulationResult:
-    """The corrupted audio and the full record of how it was made."""
+    """The corrupted audio and the full record of how it was made.
+
+    ``achieved_snr_db`` is the SNR reached by the last ``add_noise`` step (None if the scenario adds
+    no noise or the input is silent); every step's parameters and measurements are in ``steps``.
+    """
 
     audio: np.ndarray
     sr: int
@@ -71,7 +75,7 @@ def _check_seed(seed: int) -> int:
 
 def _run_step(
     step: Step, params: dict[str, Any], x: np.ndarray, sr: int, rng: np.random.Generator,
-    noise: NoiseSource, engine: str, seed: int,
+    noise: NoiseSource, engine: str,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     p = step.primitive
     if p == "add_noise":
@@ -157,7 +161,7 @@ def simulate(
             step = ROOM_REVERB[step.effect]
         params = step.instantiate(m)
         y, measured = _run_step(step, params, y, int(sr), np.random.default_rng(stream), source,
-                                reverb_engine, seed)
+                                reverb_engine)
         if step.primitive == "add_noise" and measured.get("achieved_snr_db") is not None:
             achieved = measured["achieved_snr_db"]
         steps.append({"index": index, "effect": step.effect, "primitive": step.primitive,

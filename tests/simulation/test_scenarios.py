@@ -112,3 +112,34 @@ def test_parameter_instantiation_follows_difficulty_direction() -> None:
     assert [repeat.at(m) for m in (0, 0.5, 1)] == [2, 3, 4]
     with pytest.raises(ValueError, match="severity"):
         snr.at(1.5)
+
+
+# The paper's Table `atomic_effect_parameters` (§1.2): effect -> {(primitive, parameter): (low, high)}.
+PAPER_RANGES = {
+    "noise": {("add_noise", "snr_db"): (-5, 10)},
+    "far_field": {("add_reverb", "room_size"): (0.4, 0.6), ("add_reverb", "damping"): (0.6, 0.8),
+                  ("add_reverb", "wet_level"): (0.4, 0.5), ("apply_filter", "cutoff_hz"): (3500, 4500),
+                  ("change_volume", "target_lufs"): (-38, -27)},
+    "barrier": {("apply_filter", "cutoff_hz"): (1500, 2000), ("apply_filter", "repeat"): (2, 4),
+                ("add_reverb", "wet_level"): (0.5, 0.7), ("change_volume", "target_lufs"): (-25, -15)},
+    "strong_echo": {("add_reverb", "room_size"): (0.8, 0.95), ("add_reverb", "wet_level"): (0.6, 0.8),
+                    ("apply_filter", "cutoff_hz"): (100, 300), ("add_echo", "delay_seconds"): (0.1, 0.3),
+                    ("add_echo", "feedback"): (0.3, 0.5), ("add_echo", "mix"): (0.2, 0.3),
+                    ("change_volume", "target_lufs"): (-30, -23)},
+    "crosstalk": {("add_resample", "prob"): (0, 1), ("add_noise", "snr_db"): (-5, 10),
+                  ("apply_filter", "cutoff_hz"): [(400, 600), (3500, 4500)],
+                  ("apply_filter", "repeat"): [(4, 6), (4, 6)]},
+    "distortion": {("add_distortion", "drive_db"): (20, 60), ("apply_filter", "cutoff_hz"): (2800, 6000),
+                   ("change_volume", "target_lufs"): (-38, -27)},
+    "stutter": {("add_stutter", "stutter_prob"): (0.05, 0.3), ("add_stutter", "max_repeats"): (2, 4)},
+}
+
+
+@pytest.mark.parametrize("effect", list(PAPER_RANGES))
+def test_atomic_ranges_match_the_paper_table(effect: str) -> None:
+    found: dict = {}
+    for step in effects.ATOMIC_EFFECTS[effect].chain:
+        for r in step.ranges:
+            found.setdefault((step.primitive, r.name), []).append((r.low, r.high))
+    expected = {k: v if isinstance(v, list) else [v] for k, v in PAPER_RANGES[effect].items()}
+    assert found == expected
