@@ -11,6 +11,10 @@ Stable entry points (used by the service's stress/corrupt endpoints and by train
 - ``resolve_scenarios(names_or_group) -> list[str]``: canonical internal names from a group
   (singles, doubles, triples, quadruples, quintuples, all), a name (internal or public alias), a
   comma-separated string, or a list of these. Unknown names raise ValueError.
+- Also relied on by the service: ``simulation.scenarios.GROUPS``, ``group_names(group)``,
+  ``get_scenario(name) -> Scenario`` (``.name``, ``.public_name``, ``.effects``, ``.group``, ``.chain``)
+  and ``all_scenarios() -> dict[str, Scenario]``; and ``simulation.cli.register(subparsers)`` for
+  ``megaasr simulate``.
 
 This package is the leaf of the project: it never imports ``service`` or ``training``.
 See docs/simulation.md for the paper's facts and the choices made where the paper is silent.
