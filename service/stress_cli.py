@@ -36,7 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="What is said in FILE; without it the clean transcript is the reference.")
     p.add_argument("--scenarios", nargs="+", default=None,
                    help="Scenario names, aliases or a group (singles ... quintuples, all). Default: all.")
-    p.add_argument("--severities", nargs="+", default=None, help="Values in [0, 1]. Default: 0.25 0.5 0.75 1.")
+    p.add_argument("--severities", nargs="+", default=None,
+                   help="Values in [0, 1]. Default: 0.25 0.5 0.75 1.")
     p.add_argument("--seed", type=int, default=0, help="Simulator seed (same seed: same clips).")
     p.add_argument("--model", default=None, help="Served model id (default: the served model).")
     p.add_argument("--router", default="auto", choices=("auto", "base", "robust"),
@@ -93,7 +94,8 @@ def _submit(client: httpx.Client, args: argparse.Namespace, data: bytes) -> str 
         form["severities"] = args.severities
     r = client.post("/v1/stress", data=form, files={"file": (args.file.name, data)})
     if r.status_code != 202:
-        print(f"megaasr stress: the server refused the job ({r.status_code}): {_error_message(r)}", file=sys.stderr)
+        print(f"megaasr stress: the server refused the job ({r.status_code}): {_error_message(r)}",
+              file=sys.stderr)
         return None
     return r.json()["id"]
 
@@ -150,9 +152,9 @@ def print_results(job: dict, console: Console) -> None:
                         for name in ("hallucination", "omission") if r[name]})
         route = cell["paths"].get("routed", cell["paths"]["base"])["router"]
         prob = f" p={route['p_degraded']:.2f}" if route.get("p_degraded") is not None else ""
-        table.add_row(cell["public_name"], f"{cell['severity']:g}",
-                      *(f"{100 * cell['paths'][p]['wer']:.1f}%" if p in cell["paths"] else "-" for p in paths),
-                      ", ".join(flags), f"{route['adapter']}{prob}")
+        wers = (f"{100 * cell['paths'][p]['wer']:.1f}%" if p in cell["paths"] else "-" for p in paths)
+        table.add_row(cell["public_name"], f"{cell['severity']:g}", *wers, ", ".join(flags),
+                      f"{route['adapter']}{prob}")
     console.print(table)
     if job.get("clean"):
         clean = ", ".join(f"{p} {100 * r['wer']:.1f}%" for p, r in job["clean"]["paths"].items())

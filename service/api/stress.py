@@ -55,7 +55,8 @@ def _jobs(request: Request) -> StressJobs:
 def _paths(state: ServiceState, router_mode: str) -> list[str]:
     """Which decoding paths a job compares: base always; robust and routed where an adapter is loaded."""
     if router_mode not in ROUTER_MODES:
-        raise InvalidRequest(f"Unknown router mode '{router_mode}'; use auto, base or robust.", param="router")
+        raise InvalidRequest(f"Unknown router mode '{router_mode}'; use auto, base or robust.",
+                             param="router")
     has_robust = "robust" in state.engine.info.adapters
     if router_mode == "robust" and not has_robust:
         raise InvalidRequest("No robust adapter is loaded; start the service with --checkpoint.",
@@ -65,7 +66,8 @@ def _paths(state: ServiceState, router_mode: str) -> list[str]:
     return ["base", "robust"] if router_mode == "robust" else ["base", "robust", "routed"]
 
 
-@router.get("/v1/stress/scenarios", response_model=ScenarioList, summary="The 54 scenarios with chains and ranges")
+@router.get("/v1/stress/scenarios", response_model=ScenarioList,
+            summary="The 54 scenarios with chains and parameter ranges")
 async def stress_scenarios() -> ScenarioList:
     groups = {g: group_names(g) for g in GROUPS}
     return ScenarioList(groups=groups, data=list_scenarios("all"))
@@ -77,11 +79,13 @@ async def create_stress_job(
     request: Request,
     file: Annotated[UploadFile, File(description="Audio file: wav, flac, ogg/opus or mp3.")],
     reference: Annotated[str | None, Form(description="What is said; default: the clean transcript.")] = None,
-    scenarios: Annotated[list[str] | None, Form(description="Names, aliases or a group; comma list or repeated.")] = None,
-    severities: Annotated[list[str] | None, Form(description="Values in [0, 1]; default 0.25,0.5,0.75,1.0.")] = None,
+    scenarios: Annotated[list[str] | None,
+                         Form(description="Names, aliases or a group; comma list or repeated.")] = None,
+    severities: Annotated[list[str] | None,
+                          Form(description="Values in [0, 1]; default 0.25,0.5,0.75,1.0.")] = None,
     seed: Annotated[int, Form(description="Seeds the simulator and decoding fallback.")] = 0,
     model: Annotated[str | None, Form(description="Served model id; default the served model.")] = None,
-    router_mode: Annotated[str, Form(alias="router", description="auto (all paths), base or robust.")] = "auto",
+    router_mode: Annotated[str, Form(alias="router", description="auto (all paths), base, robust.")] = "auto",
     language: Annotated[str | None, Form(description="ISO-639-1 code; detected when omitted.")] = None,
 ) -> JSONResponse:
     state: ServiceState = request.app.state.service
@@ -101,8 +105,9 @@ async def create_stress_job(
     limit = min(settings.max_duration_s, settings.stress_max_audio_s)
     audio = await asyncio.to_thread(decode_audio, data, max_duration_s=limit)
     text = reference.strip() if reference and reference.strip() else None
-    echo = StressRequestEcho(scenarios=names, severities=levels, seed=seed, model=model_id, router=router_mode,
-                             paths=paths, language=lang, audio_duration_s=round(audio.duration, 3),
+    echo = StressRequestEcho(scenarios=names, severities=levels, seed=seed, model=model_id,
+                             router=router_mode, paths=paths, language=lang,
+                             audio_duration_s=round(audio.duration, 3),
                              filename=file.filename, reference_source="user" if text else "clean_transcript")
     job = jobs.submit(echo, text, audio.samples)
     body = StressJobCreated(id=job.id, status=job.status, progress=job.progress,
@@ -145,13 +150,14 @@ async def stress_clip(job_id: str, scenario: str, severity: str, request: Reques
     return FileResponse(path, media_type="audio/wav", filename=f"{job_id}_{name}_{severity}.wav")
 
 
-@router.post("/v1/audio/corrupt", response_class=Response, responses={200: {"content": {"audio/wav": {}}}, **_ERRORS},
+@router.post("/v1/audio/corrupt", response_class=Response,
+             responses={200: {"content": {"audio/wav": {}}}, **_ERRORS},
              summary="Corrupt audio with one scenario (deterministic); parameters in X-Megaasr-Simulation")
 async def corrupt_audio(
     request: Request,
     file: Annotated[UploadFile, File(description="Audio file: wav, flac, ogg/opus or mp3.")],
     scenario: Annotated[str, Form(description="One scenario name or alias (see /v1/stress/scenarios).")],
-    severity: Annotated[float | None, Form(description="In [0, 1]; drawn from the seed when omitted.")] = None,
+    severity: Annotated[float | None, Form(description="In [0, 1]; drawn from the seed if omitted.")] = None,
     seed: Annotated[int, Form(description="Same audio, scenario, severity and seed: the same bytes.")] = 0,
 ) -> Response:
     state: ServiceState = request.app.state.service
@@ -162,7 +168,8 @@ async def corrupt_audio(
         raise InvalidRequest(f"'{scenario}' names {len(name)} scenarios; give exactly one.", param="scenario",
                              code="unknown_scenario")
     if severity is not None and (not math.isfinite(severity) or not 0.0 <= severity <= 1.0):
-        raise InvalidRequest(f"Severity {severity} is outside [0, 1].", param="severity", code="invalid_severity")
+        raise InvalidRequest(f"Severity {severity} is outside [0, 1].", param="severity",
+                             code="invalid_severity")
     check_seed(seed)
     data = await file.read()
     audio = await asyncio.to_thread(decode_audio, data, max_duration_s=state.settings.max_duration_s)

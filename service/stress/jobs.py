@@ -84,8 +84,9 @@ class StressJobs:
                 headers={"Retry-After": str(self._retry_after(active))})
         job_id = f"stress_{uuid.uuid4().hex}"
         total = len(request.scenarios) * len(request.severities)
-        job = StressJob(id=job_id, status="queued", created_at=time.time(), progress=Progress(done=0, total=total),
-                        request=request, reference=reference, report_url=f"/v1/stress/{job_id}/report.html")
+        job = StressJob(id=job_id, status="queued", created_at=time.time(),
+                        progress=Progress(done=0, total=total), request=request, reference=reference,
+                        report_url=f"/v1/stress/{job_id}/report.html")
         self._jobs[job_id] = job
         self._tasks[job_id] = asyncio.get_running_loop().create_task(self._run(job, samples), name=job_id)
         return job

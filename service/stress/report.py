@@ -94,7 +94,8 @@ def _overview(job: StressJob) -> str:
                       "clean one, not accuracy." if req.reference_source == "clean_transcript"
                       else "Reference text supplied by the user.")
     rows = [
-        ("Job", job.id), ("Status", job.status), ("Progress", f"{job.progress.done}/{job.progress.total} cells"),
+        ("Job", job.id), ("Status", job.status),
+        ("Progress", f"{job.progress.done}/{job.progress.total} cells"),
         ("File", req.filename or "(unnamed)"), ("Audio", f"{req.audio_duration_s:.2f} s"),
         ("Model", req.model), ("Router mode", req.router), ("Paths", ", ".join(req.paths)),
         ("Seed", req.seed), ("Severities", ", ".join(severity_key(s) for s in req.severities)),
@@ -107,8 +108,8 @@ def _overview(job: StressJob) -> str:
     if job.clean is not None:
         clean = "".join(f"<tr><th>clean, {_e(p)}</th><td>WER {100 * r.wer:.1f}% — {_e(r.text)}</td></tr>"
                         for p, r in job.clean.paths.items())
-    return (f"<table>{table}<tr><th>Reference</th><td>{_e(job.reference or '(pending)')}</td></tr>{clean}</table>"
-            f"<p class='muted'>{_e(reference_note)}</p>")
+    reference = f"<tr><th>Reference</th><td>{_e(job.reference or '(pending)')}</td></tr>"
+    return f"<table>{table}{reference}{clean}</table><p class='muted'>{_e(reference_note)}</p>"
 
 
 def _ranking_table(job: StressJob, paths: list[str]) -> str:
@@ -133,8 +134,10 @@ def _cells_table(job: StressJob, paths: list[str]) -> str:
             r = cell.paths.get(path)
             if r is None:
                 continue
-            flags = " ".join(f for f, on in (("hallucination", r.hallucination), ("omission", r.omission)) if on)
-            route = r.router.adapter + (f" (p={r.router.p_degraded:.2f})" if r.router.p_degraded is not None else "")
+            flags = " ".join(name for name, on in (("hallucination", r.hallucination),
+                                                   ("omission", r.omission)) if on)
+            p = r.router.p_degraded
+            route = r.router.adapter + (f" (p={p:.2f})" if p is not None else "")
             lead = (f"<td rowspan='{len(cell.paths)}'>{_e(cell.public_name)}</td>"
                     f"<td rowspan='{len(cell.paths)}'>{_e(severity_key(cell.severity))}<br>"
                     f"<a href='{clip}'>clip</a></td>") if i == 0 else ""
@@ -143,5 +146,6 @@ def _cells_table(job: StressJob, paths: list[str]) -> str:
                         f"<td class='flag'>{_e(flags)}</td><td>{_e(route)}</td><td>{r.latency_s:.2f}</td>"
                         f"<td>{_e(r.text)}</td></tr>")
     return ("<h2>Every cell</h2><table><tr><th>Scenario</th><th>Severity</th><th>Path</th><th>WER</th>"
-            "<th>CER</th><th>S/D/I</th><th>Flags</th><th>Router</th><th>Latency (s)</th><th>Transcript</th></tr>"
+            "<th>CER</th><th>S/D/I</th><th>Flags</th><th>Router</th><th>Latency (s)</th>"
+            "<th>Transcript</th></tr>"
             f"{''.join(rows)}</table>")

@@ -85,7 +85,8 @@ def _options(job: StressJob, state: ServiceState) -> TranscriptionOptions:
 async def _transcribe_paths(samples: np.ndarray, paths: list[str], options: TranscriptionOptions,
                             state: ServiceState) -> dict[str, tuple[TranscriptionResult, object, float]]:
     """Every path at once, so the micro-batcher can decode them together."""
-    outcomes = await asyncio.gather(*(_transcribe(samples, options, PATH_ROUTER_MODES[p], state) for p in paths))
+    outcomes = await asyncio.gather(*(_transcribe(samples, options, PATH_ROUTER_MODES[p], state)
+                                      for p in paths))
     return dict(zip(paths, outcomes))
 
 

@@ -72,8 +72,8 @@ def test_three_scenarios_finish_with_sensible_numbers(stress_server: str, speech
     original, original_sr = sf.read(io.BytesIO(audio), dtype="float32")
     assert sr == 16000 == original_sr and len(samples) == len(original)
     # The clip is exactly what /v1/audio/corrupt makes from the same inputs.
-    same = httpx.post(f"{stress_server}/v1/audio/corrupt", data={"scenario": "noise", "severity": "1", "seed": "7"},
-                      files={"file": ("a.wav", audio)}, timeout=60)
+    same = httpx.post(f"{stress_server}/v1/audio/corrupt", files={"file": ("a.wav", audio)}, timeout=60,
+                      data={"scenario": "noise", "severity": "1", "seed": "7"})
     assert same.content == clip.content
 
     families = {f.name: f for f in text_string_to_metric_families(httpx.get(f"{stress_server}/metrics").text)}
@@ -93,7 +93,8 @@ def test_without_reference_the_clean_transcript_is_the_reference(stress_server: 
     job, _ = wait_for(stress_server, r.json()["id"])
     assert job["status"] == "completed", job["error"]
     assert job["request"]["reference_source"] == "clean_transcript"
-    assert job["reference"] == job["clean"]["paths"]["base"]["text"] and "young man" in job["reference"].lower()
+    assert job["reference"] == job["clean"]["paths"]["base"]["text"]
+    assert "young man" in job["reference"].lower()
     assert job["clean"]["paths"]["base"]["wer"] == 0.0
     report = httpx.get(f"{stress_server}{job['report_url']}", timeout=60).text
     assert "No reference text was given" in report
@@ -145,7 +146,8 @@ def test_job_limit_answers_429_with_retry_after(stress_server: str, speech, jobs
     ({"model": "gpt-5", "scenarios": "noise"}, 404, "model_not_found", "gpt-5"),
     ({"language": "xx", "scenarios": "noise"}, 400, "unsupported_language", None),
 ])
-def test_bad_job_requests_are_4xx_before_any_work(stress_server: str, speech, fields, status, code, needle) -> None:
+def test_bad_job_requests_are_4xx_before_any_work(stress_server: str, speech, fields, status, code,
+                                                  needle) -> None:
     r = start_job(stress_server, speech[0], **fields)
     err = assert_error(r, status, code)
     if needle is not None:
@@ -202,7 +204,7 @@ def test_corrupt_is_deterministic_and_seeded(stress_server: str, speech) -> None
     assert a.headers["content-type"] == "audio/wav"
     assert a.content == b.content and a.content != c.content
     record = json.loads(a.headers["x-megaasr-simulation"])
-    assert record["combination"] == "crosstalk_noise" and record["global_severity"] == 0.6 and record["seed"] == 3
+    assert (record["combination"], record["global_severity"], record["seed"]) == ("crosstalk_noise", 0.6, 3)
     assert [s["primitive"] for s in record["steps"]]
     samples, sr = sf.read(io.BytesIO(a.content), dtype="float32")
     assert sr == 16000 and np.all(np.abs(samples) <= 1.0)

@@ -26,8 +26,9 @@ from service.stress.store import JobStore
 
 
 def echo(**overrides) -> StressRequestEcho:
-    fields = dict(scenarios=["noise"], severities=[0.5], seed=0, model="m", router="auto", paths=["base"],
-                  language=None, audio_duration_s=1.0, filename="a.wav", reference_source="user")
+    fields = {"scenarios": ["noise"], "severities": [0.5], "seed": 0, "model": "m", "router": "auto",
+              "paths": ["base"], "language": None, "audio_duration_s": 1.0, "filename": "a.wav",
+              "reference_source": "user"}
     return StressRequestEcho(**{**fields, **overrides})
 
 
@@ -40,7 +41,8 @@ def job(job_id: str = "stress_" + "a" * 32, status: str = "running", **overrides
 def test_scenarios_accept_groups_aliases_commas_and_repeats() -> None:
     assert len(parse_scenarios(None)) == 54
     assert parse_scenarios(["doubles"])[:1] == ["barrier_crosstalk"]
-    assert parse_scenarios(["echo, obstructed", "noise", "strong_echo"]) == ["strong_echo", "barrier", "noise"]
+    assert parse_scenarios(["echo, obstructed", "noise", "strong_echo"]) == ["strong_echo", "barrier",
+                                                                             "noise"]
     with pytest.raises(InvalidRequest, match="thunder"):
         parse_scenarios(["noise,thunder"])
 
@@ -116,7 +118,8 @@ def test_retention_by_age_and_count(tmp_path) -> None:
         return sorted(manager._jobs)
 
     assert asyncio.run(go()) == ["stress_" + "e" * 32, "stress_" + "f" * 32]
-    assert sorted(p.name for p in (tmp_path / "stress").iterdir()) == ["stress_" + "e" * 32, "stress_" + "f" * 32]
+    kept = ["stress_" + "e" * 32, "stress_" + "f" * 32]
+    assert sorted(p.name for p in (tmp_path / "stress").iterdir()) == kept
 
 
 # -- report --------------------------------------------------------------------------------------
@@ -162,8 +165,8 @@ def _wav(seconds: float = 1.0) -> bytes:
 def test_robust_and_routed_paths_are_compared(tmp_path) -> None:
     app = create_app(Settings(home=tmp_path), engine=StubEngine())
     with TestClient(app) as client:
-        r = client.post("/v1/stress", data={"scenarios": "noise", "severities": "0.5", "reference": "alpha bravo charlie delta"},
-                        files={"file": ("a.wav", _wav())})
+        fields = {"scenarios": "noise", "severities": "0.5", "reference": "alpha bravo charlie delta"}
+        r = client.post("/v1/stress", data=fields, files={"file": ("a.wav", _wav())})
         assert r.status_code == 202, r.text
         deadline = time.monotonic() + 30
         while (body := client.get(f"/v1/stress/{r.json()['id']}").json())["status"] == "running":
@@ -175,9 +178,10 @@ def test_robust_and_routed_paths_are_compared(tmp_path) -> None:
         assert cell["base"]["wer"] == 0.5 and cell["robust"]["wer"] == 0.0
         assert cell["base"]["omission"] and not cell["robust"]["omission"]
         assert cell["robust"]["router"]["adapter"] == "robust" and cell["routed"]["router"]["mode"] == "auto"
-        assert body["summary"]["scenarios"][0]["wer"] == {"base": 0.5, "robust": 0.0, "routed": cell["routed"]["wer"]}
-        only_base = client.post("/v1/stress", data={"scenarios": "noise", "severities": "0.5", "router": "base"},
-                                files={"file": ("a.wav", _wav())})
+        wer = body["summary"]["scenarios"][0]["wer"]
+        assert wer == {"base": 0.5, "robust": 0.0, "routed": cell["routed"]["wer"]}
+        only_base = client.post("/v1/stress", files={"file": ("a.wav", _wav())},
+                                data={"scenarios": "noise", "severities": "0.5", "router": "base"})
         assert only_base.status_code == 202
         assert client.get(f"/v1/stress/{only_base.json()['id']}").json()["request"]["paths"] == ["base"]
         assert "WER robust" in client.get(f"/v1/stress/{r.json()['id']}/report.html").text
