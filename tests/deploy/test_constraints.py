@@ -41,7 +41,7 @@ def _freezer():
 
 
 def _dockerfile_arg(name: str) -> str:
-    return re.search(rf"^ARG {name}=(\S+)$", DOCKERFILE.read_text(encoding="utf-8"), re.M).group(1)
+    return re.search(rf"^ARG {name}=(\S+)$", DOCKERFILE.read_text(encoding="utf-8"), re.MULTILINE).group(1)
 
 
 @pytest.mark.parametrize("name", FILES)

@@ -111,9 +111,8 @@ def check_expression(expr: str, samples: dict[str, Sample]) -> list[str]:
                 for sample in filter(None, inner):
                     if sample.kind == "gauge":
                         problems.append(f"{node.func.name}() of the gauge {sample.family}")
-            if node.func.name == "histogram_quantile":
-                if not any(s and s.part == "_bucket" for s in inner):
-                    problems.append("histogram_quantile() without a _bucket series")
+            if node.func.name == "histogram_quantile" and not any(s and s.part == "_bucket" for s in inner):
+                problems.append("histogram_quantile() without a _bucket series")
         elif isinstance(node, promql_parser.AggregateExpr) and node.modifier is not None:
             available = set(TARGET_LABELS)
             for sample in (samples.get(s.name) for s in selectors(node.expr)):

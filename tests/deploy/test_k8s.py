@@ -165,7 +165,7 @@ def test_rayjob_entrypoint_is_a_valid_megaasr_simulate_command():
         args = build_parser().parse_args(argv[1:])
         assert args.manifest and args.out and args.ray == "auto"
         ray_version = job["spec"]["rayClusterSpec"]["rayVersion"]
-        ray_pin = re.search(r"^ray==(\S+)$", (ROOT / "deploy/docker/constraints-ray.txt").read_text(), re.M)
+        ray_pin = re.search(r"^ray==(\S+)$", (ROOT / "deploy/docker/constraints-ray.txt").read_text(), re.MULTILINE)
         assert ray_version == ray_pin.group(1), "rayVersion must be the image's Ray"
         for _, template in _ray_templates(job):
             for container in template["spec"]["containers"]:
