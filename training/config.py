@@ -136,7 +136,7 @@ class RouterTrainConfig(_Strict):
 class EvalConfig(_Strict):
     out_dir: str = "runs/tiny/eval"
     scenarios: str = "all"
-    copies_per_prompt: int = 1  # scenario draws per (prompt, scenario)
+    clips_per_scenario: int = 4  # eval prompts corrupted by each scenario (prompts rotate)
     clean: bool = True
     noise_only_clips: int = 20
     silent_clips: int = 5
@@ -144,6 +144,10 @@ class EvalConfig(_Strict):
     seed: int = 1234
     batch_size: int = 16
     threads: int = 2
+    max_new_tokens: int = 128
+    reserved_prompts: str = "/work/shared/data/eval-reserved-prompts.txt"
+    asterisk_dir: str = "/usr/share/asterisk/sounds/en_US_f_Allison"
+    asterisk_transcripts: str = "/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz"
 
 
 class RecipeConfig(_Strict):

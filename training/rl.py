@@ -155,8 +155,8 @@ def dapo_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor
     per_token = -surrogate + kl_beta * kl
     n = mask.sum().clamp(min=1.0)
     loss = (per_token * mask).sum() / n
-    stats = {"kl": float((kl * mask).sum() / n),
-             "clip_frac": float((((ratio < 1 - clip_low) | (ratio > 1 + clip_high)).float() * mask).sum() / n)}
+    stats = {"kl": float((kl.detach() * mask).sum() / n),
+             "clip_frac": float((((ratio.detach() < 1 - clip_low) | (ratio.detach() > 1 + clip_high)).float() * mask).sum() / n)}
     return loss, stats
 
 

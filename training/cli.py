@@ -1,0 +1,143 @@
+"""``megaasr train {data,sft,rl,router}``, ``megaasr eval`` and ``megaasr export``.
+
+Every setting comes from a recipe TOML (``--config``, default ``training/configs/tiny-en.toml``);
+flags only choose what to run and where the inputs are. Heavy imports happen inside commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from training.config import DEFAULT_CONFIG
+
+
+def _config(args: argparse.Namespace):
+    from training.config import load_config
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return load_config(args.config)
+
+
+def _add_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default=str(DEFAULT_CONFIG), help="recipe TOML (training/configs/)")
+
+
+def _cmd_data(args: argparse.Namespace) -> int:
+    from training.data import build_datasets
+
+    cfg = _config(args)
+    paths = build_datasets(cfg.data, cfg.sft.base_model, cfg.sft.threads)
+    print(json.dumps({k: str(v) for k, v in paths.items()}, indent=2))
+    return 0
+
+
+def _cmd_sft(args: argparse.Namespace) -> int:
+    from training.sft import train_sft
+
+    cfg = _config(args)
+    final = train_sft(cfg.sft, args.data or cfg.data.out_dir, cfg.data.clean_fraction, cfg.data.learnability_max_wer,
+                      max_steps=args.max_steps)
+    print(final)
+    return 0
+
+
+def _cmd_rl(args: argparse.Namespace) -> int:
+    from training.rl import train_rl
+
+    cfg = _config(args)
+    rl = cfg.rl if args.steps is None else cfg.rl.model_copy(update={"steps": args.steps})
+    print(train_rl(rl, args.data or cfg.data.out_dir))
+    return 0
+
+
+def _cmd_router(args: argparse.Namespace) -> int:
+    from training.router import train_router
+
+    cfg = _config(args)
+    final = train_router(cfg.router, args.data or cfg.data.out_dir)
+    print(json.dumps(json.loads((Path(cfg.router.out_dir) / "metrics.json").read_text())["val_at_threshold"]))
+    print(final)
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from training.eval import run_eval
+
+    cfg = _config(args)
+    ecfg = cfg.eval if args.out is None else cfg.eval.model_copy(update={"out_dir": args.out})
+    summary = run_eval(ecfg, args.base or cfg.sft.base_model, args.robust, args.router, args.threshold,
+                       manifest=args.manifest, scenarios=args.scenarios)
+    print(summary["markdown"] or json.dumps(summary["overall_degraded"], indent=2))
+    print(f"written to {ecfg.out_dir}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from training.export import export_bundle, model_card
+
+    cfg = _config(args)
+    training_record = json.loads((Path(args.robust) / "megaasr_training.json").read_text())
+    eval_summary = json.loads(Path(args.eval_summary).read_text()) if args.eval_summary else None
+    router_metrics = Path(args.router).parent / "metrics.json" if args.router else None
+    router_summary = json.loads(router_metrics.read_text()) if router_metrics and router_metrics.exists() else None
+    threshold = args.threshold if args.threshold is not None else (router_summary or {}).get("threshold", 0.5)
+    card = model_card(cfg.sft.base_model, cfg.model_dump(), eval_summary,
+                      {k: v for k, v in (router_summary or {}).items() if k != "history"} or None)
+    bundle = export_bundle(args.out, cfg.sft.base_model, training_record["adapters"],
+                           None if args.no_merged else args.robust, args.router, float(threshold), card)
+    print(bundle)
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``train`` (data, sft, rl, router), ``eval`` and ``export`` to the ``megaasr`` CLI."""
+    train = subparsers.add_parser("train", help="robust LoRA training: data, A2S-SFT, DG-WGPO, router",
+                                  description="Train the Mega-ASR robust adapter and router from a recipe TOML.")
+    stages = train.add_subparsers(dest="train_stage", metavar="{data,sft,rl,router}")
+    stages.required = True
+
+    data = stages.add_parser("data", help="build train/val manifests: TTS + real speech -> 54 scenarios -> base WER")
+    _add_config(data)
+    data.set_defaults(func=_cmd_data)
+
+    sft = stages.add_parser("sft", help="A2S-SFT: three LoRA phases (upper encoder, decoder, joint), merged between")
+    _add_config(sft)
+    sft.add_argument("--data", help="manifest folder (default: [data].out_dir)")
+    sft.add_argument("--max-steps", type=int, help="stop each phase after this many steps (resume later)")
+    sft.set_defaults(func=_cmd_sft)
+
+    rl = stages.add_parser("rl", help="DG-WGPO: GRPO advantages + DAPO loss + dual-granularity reward")
+    _add_config(rl)
+    rl.add_argument("--data", help="manifest folder (default: [data].out_dir)")
+    rl.add_argument("--steps", type=int, help="override [rl].steps")
+    rl.set_defaults(func=_cmd_rl)
+
+    router = stages.add_parser("router", help="audio-quality router: clean vs degraded, label-smoothed CE")
+    _add_config(router)
+    router.add_argument("--data", help="manifest folder (default: [data].out_dir)")
+    router.set_defaults(func=_cmd_router)
+
+    ev = subparsers.add_parser("eval", help="WER/CER, hallucination and omission: base vs robust vs routed",
+                               description="Evaluate on the held-out eval prompts corrupted on the fly, or a manifest.")
+    _add_config(ev)
+    ev.add_argument("--manifest", help="evaluate this JSONL manifest instead of the on-the-fly eval split")
+    ev.add_argument("--scenarios", help="scenario group/names for the on-the-fly split (default: [eval].scenarios)")
+    ev.add_argument("--base", help="base model (default: [sft].base_model)")
+    ev.add_argument("--robust", help="merged robust checkpoint folder or an exported bundle")
+    ev.add_argument("--router", help="trained router folder (enables the routed system)")
+    ev.add_argument("--threshold", type=float, help="router threshold (default: the one picked on validation)")
+    ev.add_argument("--out", help="output folder (default: [eval].out_dir)")
+    ev.set_defaults(func=_cmd_eval)
+
+    ex = subparsers.add_parser("export", help="write a megaasr-bundle/1 folder for `megaasr serve --checkpoint`")
+    _add_config(ex)
+    ex.add_argument("--robust", required=True, help="final merged checkpoint (sft/final or rl/final)")
+    ex.add_argument("--router", help="trained router folder")
+    ex.add_argument("--threshold", type=float, help="router threshold (default: from router metrics)")
+    ex.add_argument("--eval-summary", help="summary.json of `megaasr eval`, quoted in the model card")
+    ex.add_argument("--no-merged", action="store_true", help="omit merged/ (adapter only)")
+    ex.add_argument("--out", required=True, help="bundle folder to write (replaced)")
+    ex.set_defaults(func=_cmd_export)

@@ -1,0 +1,247 @@
+"""``megaasr eval``: base vs robust vs routed on held-out speech, per scenario and severity.
+
+The evaluation set is built on the fly from the reserved Asterisk prompts (speaker and sentences
+never trained on): every scenario corrupts ``clips_per_scenario`` prompts (rotating through the
+prompts) at a severity drawn with the paper's linear mapping, plus the clean prompts, noise-only
+clips and silent clips (reference ""). A manifest written by the data module can be given instead.
+
+Reported: WER/CER micro-averaged after the Whisper English normaliser, by system, by scenario, by
+number of effects and by severity band; hallucination rate (any word on noise-only/silent clips;
+insertion-rate or repeated-n-gram flag on speech) and omission rate; the router's decisions.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from service.scoring import corpus_score, hallucination_flag, omission_flag, score
+from simulation import resolve_scenarios, simulate
+from simulation.noise_bank import COLOURS, coloured_noise
+from training.config import EvalConfig
+from training.sources import SAMPLE_RATE, asterisk_utterances, read_asterisk_transcripts, read_audio, \
+    read_reserved_names
+
+SYSTEMS = ("base", "robust", "routed")
+NOISE_ONLY, SILENT, CLEAN = "noise_only", "silent", "clean"
+
+
+def severity_band(m: float) -> str:
+    return "low" if m < 1 / 3 else "mid" if m < 2 / 3 else "high"
+
+
+def build_eval_clips(cfg: EvalConfig, scenarios: str | None = None) -> list[dict[str, Any]]:
+    """Clips (with audio arrays) of the held-out evaluation split."""
+    names = read_reserved_names(cfg.reserved_prompts)
+    prompts = asterisk_utterances(cfg.asterisk_dir, read_asterisk_transcripts(cfg.asterisk_transcripts), names)
+    audio = {u.id: read_audio(u.audio_path) for u in prompts}
+    rng = np.random.default_rng(cfg.seed)
+    clips: list[dict[str, Any]] = []
+    if cfg.clean:
+        clips += [{"id": u.id, "text": u.text, "scenario": CLEAN, "n_effects": 0, "severity": 0.0,
+                   "audio": audio[u.id]} for u in prompts]
+    order = list(rng.permutation(len(prompts)))
+    cursor = 0
+    for scenario in resolve_scenarios(scenarios or cfg.scenarios):
+        for copy in range(cfg.clips_per_scenario):
+            utt = prompts[order[cursor % len(order)]]
+            cursor += 1
+            seed = int(rng.integers(2**31))
+            result = simulate(audio[utt.id], SAMPLE_RATE, scenario, None, seed, severity_mapping=cfg.severity_mapping)
+            clips.append({"id": f"{utt.id}__{scenario}__{copy}", "text": utt.text, "scenario": scenario,
+                          "n_effects": len(result.effects), "severity": result.severity, "seed": seed,
+                          "audio": result.audio})
+    for i in range(cfg.noise_only_clips):
+        n = int(rng.uniform(2.0, 8.0) * SAMPLE_RATE)
+        level = 10 ** (rng.uniform(-45.0, -15.0) / 20)
+        colour = COLOURS[i % len(COLOURS)]
+        clips.append({"id": f"noise-{colour}-{i}", "text": "", "scenario": NOISE_ONLY, "n_effects": 0,
+                      "severity": 0.0, "audio": (coloured_noise(colour, n, rng) * level).clip(-1, 1)})
+    for i in range(cfg.silent_clips):
+        n = int(rng.uniform(2.0, 8.0) * SAMPLE_RATE)
+        level = 0.0 if i % 2 == 0 else 10 ** (-55 / 20)  # digital zero, then a quiet room tone
+        clips.append({"id": f"silent-{i}", "text": "", "scenario": SILENT, "n_effects": 0, "severity": 0.0,
+                      "audio": (coloured_noise("pink", n, rng) * level).astype(np.float32)})
+    return clips
+
+
+def clips_from_manifest(path: str | Path) -> list[dict[str, Any]]:
+    from training.data import read_manifest
+
+    return [{**r, "audio": read_audio(r["audio"])} for r in read_manifest(path)]
+
+
+# -- systems -----------------------------------------------------------------------------------
+def robust_model(robust: str) -> tuple[torch.nn.Module, Path]:
+    """A merged checkpoint folder, or a bundle (its merged model, else base + adapter)."""
+    from training.export import apply_adapter, load_bundle
+    from training.whisper import load_model, resolve_model
+
+    path = Path(robust)
+    if (path / "bundle.json").exists():
+        bundle = load_bundle(path)
+        if bundle.merged is not None:
+            return load_model(str(bundle.merged))[0].eval(), bundle.merged
+        base, _, base_dir = load_model(bundle.base_model)
+        return apply_adapter(base, bundle.adapter).eval(), base_dir
+    return load_model(str(path))[0].eval(), resolve_model(str(path))
+
+
+def transcribe_all(decoder, clips: list[dict[str, Any]], label: str) -> list[str]:
+    from tqdm import tqdm
+
+    out: list[str] = []
+    for i in tqdm(range(0, len(clips), decoder.batch_size), desc=f"decode {label}", unit="batch"):
+        out += decoder([c["audio"] for c in clips[i:i + decoder.batch_size]])
+    return out
+
+
+# -- scoring -----------------------------------------------------------------------------------
+def summarise(clips: list[dict[str, Any]], systems: tuple[str, ...]) -> dict[str, Any]:
+    """Corpus WER/CER and flag rates by system and by clip group."""
+    speech = [c for c in clips if c["scenario"] not in (NOISE_ONLY, SILENT)]
+    degraded = [c for c in speech if c["scenario"] != CLEAN]
+
+    def block(rows: list[dict[str, Any]], system: str) -> dict[str, Any]:
+        total = corpus_score((c["text"], c[f"{system}_hyp"]) for c in rows)
+        per = [score(c["text"], c[f"{system}_hyp"]) for c in rows]
+        return {"wer": round(100 * total.wer, 2), "cer": round(100 * total.cer, 2), "n": len(rows),
+                "hallucination_rate": round(100 * float(np.mean([hallucination_flag(s, c[f"{system}_hyp"])
+                                                                 for s, c in zip(per, rows)])), 2) if rows else None,
+                "omission_rate": round(100 * float(np.mean([omission_flag(s) for s in per])), 2) if rows else None}
+
+    def groups(key) -> dict[str, dict[str, Any]]:
+        buckets: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for c in degraded:
+            buckets[key(c)].append(c)
+        return {k: {s: block(v, s) for s in systems} for k, v in sorted(buckets.items())}
+
+    silent_like = {k: [c for c in clips if c["scenario"] == k] for k in (NOISE_ONLY, SILENT)}
+    summary: dict[str, Any] = {
+        "overall_degraded": {s: block(degraded, s) for s in systems},
+        "clean": {s: block([c for c in speech if c["scenario"] == CLEAN], s) for s in systems},
+        "by_effect_count": groups(lambda c: f"{c['n_effects']} effects" if c["n_effects"] < 3 else "3+ effects"),
+        "by_n_effects": groups(lambda c: str(c["n_effects"])),
+        "by_severity": groups(lambda c: severity_band(c["severity"])),
+        "by_scenario": groups(lambda c: c["scenario"]),
+        "non_speech": {k: {s: {"n": len(v), "clips_with_words": sum(bool(c[f"{s}_hyp"].strip()) for c in v),
+                               "inserted_words": sum(len(c[f"{s}_hyp"].split()) for c in v)} for s in systems}
+                       for k, v in silent_like.items()},
+    }
+    if clips and "p_dirty" in clips[0]:
+        clean = [c for c in speech if c["scenario"] == CLEAN]
+        summary["router"] = {"clean_sent_to_base": float(np.mean([not c["routed_robust"] for c in clean])) if clean else None,
+                             "degraded_sent_to_robust": float(np.mean([c["routed_robust"] for c in degraded])),
+                             "non_speech_sent_to_robust": float(np.mean([c["routed_robust"] for c in clips
+                                                                          if c["scenario"] in (NOISE_ONLY, SILENT)]))}
+    return summary
+
+
+def relative_gain(base: float, other: float) -> float:
+    return round(100 * (base - other) / base, 1) if base else 0.0
+
+
+def markdown(summary: dict[str, Any], systems: tuple[str, ...]) -> str:
+    """The headline tables of an evaluation."""
+    head = "| group | n | " + " | ".join(f"{s} WER" for s in systems) + " | routed vs base |\n"
+    head += "|---|---|" + "---|" * len(systems) + "---|\n"
+
+    def row(name: str, blk: dict[str, Any]) -> str:
+        vals = " | ".join(f"{blk[s]['wer']:.2f}" for s in systems)
+        gain = relative_gain(blk["base"]["wer"], blk["routed"]["wer"]) if "routed" in blk else ""
+        return f"| {name} | {blk[systems[0]]['n']} | {vals} | {gain}% |\n"
+
+    text = head + row("clean", summary["clean"]) + row("degraded, all 54 scenarios", summary["overall_degraded"])
+    for k, blk in summary["by_effect_count"].items():
+        text += row(k, blk)
+    for k, blk in summary["by_severity"].items():
+        text += row(f"severity {k}", blk)
+    text += "\n| clips | " + " | ".join(f"{s}: clips with words / inserted words" for s in systems) + " |\n"
+    text += "|---|" + "---|" * len(systems) + "\n"
+    for k, v in summary["non_speech"].items():
+        text += f"| {k} ({v[systems[0]]['n']}) | " + " | ".join(
+            f"{v[s]['clips_with_words']} / {v[s]['inserted_words']}" for s in systems) + " |\n"
+    text += "\n| speech | " + " | ".join(f"{s} halluc. / omission %" for s in systems) + " |\n"
+    text += "|---|" + "---|" * len(systems) + "\n"
+    for name, blk in (("clean", summary["clean"]), ("degraded", summary["overall_degraded"])):
+        text += f"| {name} | " + " | ".join(f"{blk[s]['hallucination_rate']} / {blk[s]['omission_rate']}"
+                                            for s in systems) + " |\n"
+    return text
+
+
+def plot(summary: dict[str, Any], systems: tuple[str, ...], out_png: Path) -> Path:
+    """WER by number of effects and by severity band, one bar per system."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    for ax, key, title in ((axes[0], "by_n_effects", "WER by number of effects"),
+                           (axes[1], "by_severity", "WER by severity band")):
+        groups = list(summary[key])
+        if key == "by_n_effects":
+            groups = ["0"] + groups
+        width = 0.8 / len(systems)
+        for i, s in enumerate(systems):
+            values = [summary["clean"][s]["wer"] if g == "0" else summary[key][g][s]["wer"] for g in groups]
+            ax.bar(np.arange(len(groups)) + i * width, values, width, label=s)
+        ax.set_xticks(np.arange(len(groups)) + width * (len(systems) - 1) / 2,
+                      ["clean" if g == "0" else g for g in groups])
+        ax.set(ylabel="WER %", title=title)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
+    return out_png
+
+
+def run_eval(cfg: EvalConfig, base: str, robust: str | None, router_dir: str | None, threshold: float | None,
+             manifest: str | None = None, scenarios: str | None = None) -> dict[str, Any]:
+    """Decode the eval set with each system; write clips.jsonl, summary.json, summary.md, plots."""
+    from service.models.router_net import AudioQualityRouter
+    from training.whisper import Decoder, resolve_model
+
+    torch.set_num_threads(cfg.threads)
+    started = time.monotonic()
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    clips = clips_from_manifest(manifest) if manifest else build_eval_clips(cfg, scenarios)
+    base_dir = resolve_model(base)
+    decoder = Decoder(base_dir, threads=cfg.threads, batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens)
+    for c, h in zip(clips, transcribe_all(decoder, clips, "base")):
+        c["base_hyp"] = h
+    systems: tuple[str, ...] = ("base",)
+    if robust:
+        model, _ = robust_model(robust)
+        decoder.use_model(model)
+        for c, h in zip(clips, transcribe_all(decoder, clips, "robust")):
+            c["robust_hyp"] = h
+        systems = ("base", "robust")
+    if robust and router_dir:
+        router = AudioQualityRouter.load(router_dir)
+        t = threshold if threshold is not None else float(router.training_metadata.get("threshold", 0.5))
+        for i in range(0, len(clips), 32):
+            for c, p in zip(clips[i:i + 32], router.predict_proba([c["audio"] for c in clips[i:i + 32]])):
+                c["p_dirty"] = float(p)
+                c["routed_robust"] = bool(p >= t)
+                c["routed_hyp"] = c["robust_hyp"] if p >= t else c["base_hyp"]
+        systems = SYSTEMS
+    summary = summarise(clips, systems)
+    summary["systems"] = {"base": base, "robust": robust, "router": router_dir}
+    summary["n_clips"] = len(clips)
+    summary["seconds"] = round(time.monotonic() - started, 1)
+    summary["config"] = cfg.model_dump()
+    summary["markdown"] = markdown(summary, systems) if "routed" in systems else ""
+    with open(out / "clips.jsonl", "w") as handle:
+        for c in clips:
+            handle.write(json.dumps({k: v for k, v in c.items() if k != "audio"}) + "\n")
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    (out / "summary.md").write_text(summary["markdown"] or json.dumps(summary["overall_degraded"], indent=2))
+    plot(summary, systems, out / "wer.png")
+    return summary
