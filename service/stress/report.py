@@ -40,23 +40,26 @@ def wer_chart_png(job: StressJob) -> bytes | None:
     if not rows:
         return None
     paths = job.request.paths
-    height = 1.2 + 0.32 * len(rows) * max(1, len(paths)) ** 0.5
+    height = 1.4 + 0.22 * len(rows) * (1 + 0.4 * (len(paths) - 1))
     with _RENDER_LOCK:
         fig = Figure(figsize=(8.5, height), dpi=100)
         FigureCanvasAgg(fig)
         ax = fig.add_subplot()
         bar = 0.8 / len(paths)
         for i, path in enumerate(paths):
-            ys = [n - i * bar for n in range(len(rows))]
+            ys = [n + i * bar for n in range(len(rows))]
             bars = ax.barh(ys, [100 * r.wer.get(path, 0.0) for r in rows], height=bar, label=path,
                            color=_PATH_COLOURS.get(path, "#8172b2"))
             ax.bar_label(bars, fmt="%.0f", fontsize=7, padding=2)
         clean = summary.clean_wer.get("base")
         if clean is not None:
             ax.axvline(100 * clean, color="#333333", linestyle="--", linewidth=1, label="clean (base)")
-        ax.set_yticks([n - (len(paths) - 1) * bar / 2 for n in range(len(rows))],
+        ax.set_yticks([n + (len(paths) - 1) * bar / 2 for n in range(len(rows))],
                       [r.public_name for r in rows], fontsize=8)
         ax.invert_yaxis()
+        ax.margins(y=0.01)
+        top = max([100 * w for r in rows for w in r.wer.values()] + [100 * (clean or 0.0), 1.0])
+        ax.set_xlim(0, top * 1.12)  # room for the value labels
         ax.set_xlabel("WER (%), micro-averaged over severities")
         ax.grid(axis="x", alpha=0.3)
         ax.legend(loc="lower right", fontsize=8)
