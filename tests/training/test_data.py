@@ -1,0 +1,52 @@
+"""The evaluation split stays out of training; train and validation are speaker- and sentence-disjoint."""
+
+from __future__ import annotations
+
+import pytest
+
+from training.config import DataConfig
+from training.data import plan_clean, text_split
+from training.sources import (CleanUtterance, ReservedGuard, ReservedPromptError, check_not_reserved,
+                              read_asterisk_transcripts, read_reserved_names, sentence_keys)
+
+CFG = DataConfig()
+
+
+@pytest.fixture(scope="module")
+def guard() -> ReservedGuard:
+    return ReservedGuard.from_files(CFG.reserved_prompts, CFG.asterisk_transcripts)
+
+
+def test_reserved_recordings_and_their_sentences_are_refused(guard):
+    transcripts = read_asterisk_transcripts(CFG.asterisk_transcripts)
+    name = sorted(read_reserved_names(CFG.reserved_prompts))[0]
+    text = transcripts[name]
+    recording = CleanUtterance("a", text, "allison", "asterisk", f"/x/{name}.wav", name)
+    tts = CleanUtterance("b", text.upper(), "flite-slt", "tts", None, None)  # same words, other casing
+    longer = CleanUtterance("c", "Hello there. " + text, "flite-awb", "tts", None, None)
+    for utt in (recording, tts, longer):
+        assert guard.violation(utt) is not None
+        with pytest.raises(ReservedPromptError):
+            check_not_reserved([utt], guard)
+    check_not_reserved([CleanUtterance("d", "A sentence nobody reserved.", "flite-slt", "tts")], guard)
+
+
+def test_the_plan_is_clean_and_disjoint(guard):
+    plan = plan_clean(CFG, guard)
+    assert plan["train"] and plan["val"]
+    for utt in plan["train"] + plan["val"]:
+        assert guard.violation(utt) is None
+        assert utt.speaker != "allison"  # the eval speaker is not trained on (use_asterisk_speaker=false)
+    train_sentences = set().union(*(sentence_keys(u.text) for u in plan["train"]))
+    val_sentences = set().union(*(sentence_keys(u.text) for u in plan["val"]))
+    assert not train_sentences & val_sentences
+    assert not {u.speaker for u in plan["train"]} & {u.speaker for u in plan["val"]}
+    assert not train_sentences & guard.sentences
+
+
+def test_a_text_whose_sentences_disagree_is_dropped():
+    sides = {text_split(f"Sentence number {i}.", 0.5, 0) for i in range(40)}
+    assert sides == {"train", "val"}
+    mixed = next(f"Sentence number {i}. Sentence number {j}." for i in range(40) for j in range(40)
+                 if text_split(f"Sentence number {i}.", 0.5, 0) != text_split(f"Sentence number {j}.", 0.5, 0))
+    assert text_split(mixed, 0.5, 0) is None

@@ -1,0 +1,79 @@
+"""Router training metrics, a few-step router run, and the bundle format the service loads."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from service.models.router_net import AudioQualityRouter
+from tests.conftest import model_dir
+from tests.training.helpers import spoken_rows, tiny_whisper, write_jsonl
+from training.config import RouterTrainConfig
+from training.export import FORMAT, export_bundle, load_bundle
+from training.lora import add_lora
+from training.router import auc, pick_threshold, train_router
+from training.whisper import load_model
+
+
+def test_auc_and_threshold_by_hand():
+    labels = np.array([0, 0, 1, 1])
+    assert auc(labels, np.array([0.1, 0.4, 0.35, 0.8])) == 0.75  # 3 of 4 pairs ordered
+    assert auc(labels, np.array([0.1, 0.2, 0.3, 0.4])) == 1.0
+    assert pick_threshold(labels, np.array([0.1, 0.2, 0.3, 0.4])) == 0.3
+    assert pick_threshold(labels, np.array([0.1, 0.2, 0.6, 0.9])) == 0.5  # ties keep the default
+
+
+def _router_data(tmp_path):
+    from simulation import simulate
+    from training.sources import read_audio, write_audio
+
+    rows = []
+    for split, voices in (("train", ("slt", "awb")), ("val", ("rms",))):
+        clips = spoken_rows(tmp_path / split, voices)
+        out = []
+        for row in clips:
+            out.append({**row, "scenario": "clean"})
+            noisy = simulate(read_audio(row["audio"]), 16000, "noise", 1.0, seed=1).audio
+            write_audio(tmp_path / split / f"{row['id']}-noisy.wav", noisy)
+            out.append({**row, "id": row["id"] + "-noisy", "audio": str(tmp_path / split / f"{row['id']}-noisy.wav")})
+        write_jsonl(out, tmp_path / f"{split}.jsonl")
+        rows += out
+    return rows
+
+
+def test_router_trains_and_saves_marked(tmp_path):
+    _router_data(tmp_path)
+    cfg = RouterTrainConfig(out_dir=str(tmp_path / "router"), epochs=2, batch_size=8)
+    final = train_router(cfg, tmp_path)
+    router = AudioQualityRouter.load(final)
+    assert router.trained
+    summary = json.loads((tmp_path / "router" / "metrics.json").read_text())
+    assert 0.0 <= summary["threshold"] <= 1.0 and summary["val_at_threshold"]["n"] == 8
+    assert summary["history"][0]["train_loss"] > 0
+
+
+def test_bundle_has_the_agreed_format(tmp_path):
+    model_path = tiny_whisper(tmp_path / "model", model_dir("whisper-tiny.en"))
+    model, _, _ = load_model(str(model_path))
+    add_lora(model, "joint", 1, 4, 8, 0.0).save_pretrained(tmp_path / "phase0")
+    router = AudioQualityRouter()
+    router.mark_trained({"test": True})
+    router.save(tmp_path / "router")
+    bundle = export_bundle(tmp_path / "bundle", "whisper-tiny.en", [tmp_path / "phase0"], model_path,
+                           tmp_path / "router", 0.4, "# card\n")
+    meta = json.loads((tmp_path / "bundle" / "bundle.json").read_text())
+    assert meta == {"format": FORMAT, "base_model": "whisper-tiny.en", "adapter": "adapter", "merged": "merged",
+                    "router": "router", "router_threshold": 0.4}
+    assert (bundle.adapter / "adapter_config.json").exists() and (bundle.adapter / "adapter_model.safetensors").exists()
+    assert (bundle.merged / "config.json").exists() and (bundle.merged / "tokenizer_config.json").exists()
+    assert AudioQualityRouter.load(bundle.router).trained and bundle.router_threshold == 0.4
+    untrained = AudioQualityRouter()
+    untrained.save(tmp_path / "raw-router")
+    with pytest.raises(ValueError):
+        export_bundle(tmp_path / "b2", "whisper-tiny.en", [tmp_path / "phase0"], None, tmp_path / "raw-router", 0.5, "")
+    meta["merged"] = "missing"
+    (tmp_path / "bundle" / "bundle.json").write_text(json.dumps(meta))
+    with pytest.raises(FileNotFoundError):
+        load_bundle(tmp_path / "bundle")
