@@ -276,9 +276,15 @@ def test_torchrun_job_is_consistent():
     host, port = args["--master-addr"], args["--master-port"]
     assert host == f"{job['metadata']['name']}-0.{service['metadata']['name']}"
     assert int(port) == service["spec"]["ports"][0]["port"]
-    module = trainer["args"][trainer["args"].index("-m") + 1:]
-    assert module[0] == "training" and module[1] in {"sft", "rl", "router"}
     assert trainer["image"].endswith("-gpu")
+    # torchrun --no-python runs `megaasr train STAGE ...`: the real CLI parser must accept it.
+    from service.cli import build_parser
+
+    program = trainer["args"][trainer["args"].index("--no-python") + 1:]
+    assert program[:2] == ["megaasr", "train"] and program[2] in {"sft", "rl", "router"}
+    parsed = build_parser().parse_args(program[1:])
+    mounts = {m["mountPath"] for m in trainer["volumeMounts"]}
+    assert any(parsed.config.startswith(m + "/") for m in mounts), "the recipe must be on a mounted volume"
 
 
 def load_yaml_documents_pairs(path):
