@@ -35,7 +35,7 @@ from training.encoder_cache import LowerStateCache, decoder_logits, upper_states
 from training.lora import add_lora, merge
 from training.reward import RewardConfig, group_advantages, group_rewards, zero_variance_group
 from training.sources import read_audio
-from training.whisper import Decoder, FeatureMaker, load_model, save_full_checkpoint
+from training.whisper import Decoder, FeatureMaker, load_model, save_full_checkpoint, unwrap
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def repetition_penalty(logits: torch.Tensor, histories: list[list[int]], penalty
 def sample_rollouts(policy: torch.nn.Module, rules: TokenDecoder, encoder_states: torch.Tensor, prompt: list[int],
                     k: int, cfg: RLConfig, generator: torch.Generator) -> tuple[list[list[int]], list[bool]]:
     """K sampled continuations per clip (rows grouped clip by clip) and whether each finished."""
-    runner = WhisperRunner(policy)
+    runner = WhisperRunner(unwrap(policy))
     rules.runner = runner
     vocab = rules.vocab
     states = encoder_states.repeat_interleave(k, dim=0)
@@ -245,7 +245,7 @@ def train_rl(cfg: RLConfig, data_dir: str | Path) -> Path:
     cache = LowerStateCache(model, n_frozen, FeatureMaker(processor, model.config), read_audio)
     policy = add_lora(model, cfg.scope, cfg.upper_encoder_blocks, cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout)
     decoder = Decoder(init_dir, threads=cfg.threads)
-    rules = TokenDecoder(WhisperRunner(policy), decoder.transcriber.vocab)
+    rules = TokenDecoder(WhisperRunner(unwrap(policy)), decoder.transcriber.vocab)
     optimizer = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=0.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(cfg.steps, cfg.warmup_fraction))
     reward_cfg = RewardConfig(tau=cfg.reward_tau)

@@ -130,6 +130,11 @@ def sequence_loss(model, batch: Batch) -> torch.Tensor:
                                              batch.labels.reshape(-1), ignore_index=IGNORE_INDEX)
 
 
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The Whisper model inside a peft wrapper (its LoRA layers stay active), or the model itself."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 class Decoder:
     """Greedy (served-path) transcription of arrays with any in-memory Whisper model.
 
@@ -147,7 +152,7 @@ class Decoder:
                                             max_new_tokens=max_new_tokens)
 
     def use_model(self, model: torch.nn.Module) -> Decoder:
-        runner = WhisperRunner(model)
+        runner = WhisperRunner(unwrap(model))
         self.transcriber.runner = runner
         self.transcriber.decoder = TokenDecoder(runner, self.transcriber.vocab)
         return self

@@ -62,3 +62,31 @@ def test_top_p_keeps_the_smallest_set_reaching_p():
     assert kept.tolist() == [[True, True, False, False]]
     kept = torch.isfinite(filter_top_k_top_p(logits, 1, 1.0))
     assert kept.tolist() == [[True, False, False, False]]
+
+
+def test_rollouts_are_k_per_clip_and_reproducible(tmp_path):
+    from service.engines.decoding import TokenDecoder
+    from service.engines.vocabulary import load_vocabulary
+    from service.engines.whisper_runner import WhisperRunner
+    from training.encoder_cache import upper_states
+    from training.rl import sample_rollouts
+    from training.whisper import unwrap
+
+    path = tiny_whisper(tmp_path / "model", model_dir("whisper-tiny.en"))
+    rows = spoken_rows(tmp_path / "audio")[:2]
+    model, processor, _ = load_model(str(path))
+    policy = add_lora(model, "joint", 1, 8, 16, 0.0).eval()
+    vocab = load_vocabulary(processor.tokenizer, model.generation_config, model.config.vocab_size)
+    rules = TokenDecoder(WhisperRunner(unwrap(policy)), vocab)
+    cfg = RLConfig(group_size=3, max_new_tokens=12)
+    hidden = lower_states(policy, FeatureMaker(processor, model.config)([read_audio(r["audio"]) for r in rows]), 1)
+    with torch.no_grad():
+        states = upper_states(policy, hidden, 1)
+    runs = [sample_rollouts(policy, rules, states, vocab.prompt("en", "transcribe"), 3, cfg,
+                            torch.Generator().manual_seed(7)) for _ in range(2)]
+    responses, finished = runs[0]
+    assert len(responses) == 6 and len(finished) == 6
+    assert runs[0] == runs[1]
+    for resp, done in zip(responses, finished):
+        assert 1 <= len(resp) <= 12 and (resp[-1] == vocab.eot) == done
+        assert resp[0] >= vocab.timestamp_begin  # the served timestamp rules apply: a timestamp first
