@@ -214,7 +214,9 @@ def plot_curves(metrics_path: Path, out_png: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    records = [json.loads(x) for x in open(metrics_path) if x.strip()] if metrics_path.exists() else []
+    raw = [json.loads(x) for x in open(metrics_path) if x.strip()] if metrics_path.exists() else []
+    # A resumed run re-logs the steps after its checkpoint: keep the last record of each step.
+    records = sorted({(r["phase"], r["step"]): r for r in raw}.values(), key=lambda r: (r["phase"], r["step"]))
     if not records:
         return None
     fig, (ax_loss, ax_wer) = plt.subplots(1, 2, figsize=(11, 4))
