@@ -128,6 +128,7 @@ class RouterTrainConfig(_Strict):
     max_grad_norm: float = 1.0
     gain_db: float = 6.0  # augmentation: random gain in +-gain_db
     weak_noise_db: float = -55.0  # augmentation: weak white noise at this dBFS (clean stays clean)
+    narrowband_prob: float = 0.0  # augmentation: share of clips band-limited through 8 kHz first
     max_seconds: float = 30.0
     seed: int = 0
     threads: int = 2

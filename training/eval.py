@@ -201,8 +201,8 @@ def plot(summary: dict[str, Any], systems: tuple[str, ...], out_png: Path) -> Pa
     return out_png
 
 
-def cached_base_hyps(path: Path, base: str, clips: list[dict[str, Any]], decoder) -> list[str]:
-    """Base-model hypotheses, reused when the same base decoded the same clips before.
+def cached_hyps(path: Path, base: str, clips: list[dict[str, Any]], decoder, label: str = "base") -> list[str]:
+    """A system's hypotheses, reused when the same model decoded the same clips before.
 
     The eval set is a pure function of the config (seeded), so the base model's half of the work
     can run before training ends and be shared by every later evaluation of a robust model.
@@ -213,7 +213,7 @@ def cached_base_hyps(path: Path, base: str, clips: list[dict[str, Any]], decoder
         saved = json.loads(path.read_text())
         if saved["fingerprint"] == fingerprint:
             return saved["hyps"]
-    hyps = transcribe_all(decoder, clips, "base")
+    hyps = transcribe_all(decoder, clips, label)
     path.write_text(json.dumps({"fingerprint": fingerprint, "hyps": hyps}))
     return hyps
 
@@ -231,13 +231,14 @@ def run_eval(cfg: EvalConfig, base: str, robust: str | None, router_dir: str | N
     clips = clips_from_manifest(manifest) if manifest else build_eval_clips(cfg, scenarios)
     base_dir = resolve_model(base)
     decoder = Decoder(base_dir, threads=cfg.threads, batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens)
-    for c, h in zip(clips, cached_base_hyps(out / "base_hyps.json", base, clips, decoder)):
+    for c, h in zip(clips, cached_hyps(out / "base_hyps.json", base, clips, decoder)):
         c["base_hyp"] = h
     systems: tuple[str, ...] = ("base",)
     if robust:
         model, _ = robust_model(robust)
         decoder.use_model(model)
-        for c, h in zip(clips, transcribe_all(decoder, clips, "robust")):
+        robust_id = str(Path(robust).resolve())
+        for c, h in zip(clips, cached_hyps(out / "robust_hyps.json", robust_id, clips, decoder, "robust")):
             c["robust_hyp"] = h
         systems = ("base", "robust")
     if robust and router_dir:

@@ -31,8 +31,22 @@ def labelled(rows: list[dict[str, Any]], max_seconds: float) -> tuple[list[np.nd
     return audios, np.array([0 if r["scenario"] == CLEAN else 1 for r in rows])
 
 
-def augment(audio: np.ndarray, rng: np.random.Generator, gain_db: float, noise_db: float) -> np.ndarray:
-    """Random gain and weak white noise: the router must not key on level or digital silence."""
+def telephone_band(audio: np.ndarray) -> np.ndarray:
+    """Through 8 kHz and back: clean speech as a telephone or an 8 kHz prompt delivers it."""
+    import soxr
+
+    return soxr.resample(soxr.resample(audio, SAMPLE_RATE, 8000), 8000, SAMPLE_RATE)[: len(audio)].astype(np.float32)
+
+
+def augment(audio: np.ndarray, rng: np.random.Generator, gain_db: float, noise_db: float,
+            narrowband_prob: float = 0.0) -> np.ndarray:
+    """Random gain and weak white noise: the router must not key on level or digital silence.
+
+    With ``narrowband_prob`` a clip is first band-limited to 8 kHz sampling: bandwidth alone must
+    not make clean speech "dirty" (the evaluation prompts are 8 kHz recordings).
+    """
+    if narrowband_prob and rng.random() < narrowband_prob:
+        audio = telephone_band(audio)
     gain = 10 ** (rng.uniform(-gain_db, gain_db) / 20)
     noise = rng.standard_normal(len(audio)).astype(np.float32) * 10 ** (noise_db / 20)
     return np.clip(audio * gain + noise, -1.0, 1.0).astype(np.float32)
@@ -95,7 +109,7 @@ def train_router(cfg: RouterTrainConfig, data_dir: str | Path) -> Path:
         for start in tqdm(range(0, len(order), cfg.batch_size), desc=f"router epoch {epoch + 1}", unit="batch"):
             idx = order[start:start + cfg.batch_size]
             feats, mask = router.features_from_audio(
-                [augment(train_audio[i], rng, cfg.gain_db, cfg.weak_noise_db) for i in idx])
+                [augment(train_audio[i], rng, cfg.gain_db, cfg.weak_noise_db, cfg.narrowband_prob) for i in idx])
             loss = loss_fn(router(feats, mask), torch.as_tensor(train_y[idx]))
             loss.backward()
             torch.nn.utils.clip_grad_norm_(router.parameters(), cfg.max_grad_norm)
