@@ -24,9 +24,21 @@ from tqdm import tqdm
 from simulation import resolve_scenarios, simulate
 from simulation.scenarios import get_scenario
 from training.config import DataConfig
-from training.sources import (CleanUtterance, ReservedGuard, asterisk_utterances, check_not_reserved,
-                              librivox_utterances, read_asterisk_transcripts, read_audio, sentence_keys,
-                              sentence_split, speech_end_seconds, synthesise, tts_utterances, write_audio)
+from training.sources import (
+    CleanUtterance,
+    ReservedGuard,
+    asterisk_utterances,
+    check_not_reserved,
+    librivox_utterances,
+    read_asterisk_transcripts,
+    read_audio,
+    sentence_keys,
+    sentence_split,
+    speech_end_seconds,
+    synthesise,
+    tts_utterances,
+    write_audio,
+)
 
 log = logging.getLogger(__name__)
 
@@ -144,8 +156,7 @@ def learnable(rows: list[dict[str, Any]], max_wer: float = 0.7) -> list[dict[str
 def write_manifest(rows: list[dict[str, Any]], path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as handle:
-        for row in rows:
-            handle.write(json.dumps(row) + "\n")
+        handle.writelines(json.dumps(row) + "\n" for row in rows)
     return path
 
 

@@ -25,8 +25,13 @@ from service.scoring import corpus_score, hallucination_flag, omission_flag, sco
 from simulation import resolve_scenarios, simulate
 from simulation.noise_bank import COLOURS, coloured_noise
 from training.config import EvalConfig
-from training.sources import SAMPLE_RATE, asterisk_utterances, read_asterisk_transcripts, read_audio, \
-    read_reserved_names
+from training.sources import (
+    SAMPLE_RATE,
+    asterisk_utterances,
+    read_asterisk_transcripts,
+    read_audio,
+    read_reserved_names,
+)
 
 SYSTEMS = ("base", "robust", "routed")
 NOISE_ONLY, SILENT, CLEAN = "noise_only", "silent", "clean"

@@ -75,7 +75,7 @@ def metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[st
     pred = scores >= threshold
     return {"accuracy": float((pred == (labels == 1)).mean()), "auc": auc(labels, scores),
             "clean_kept": float((~pred[labels == 0]).mean()), "degraded_routed": float(pred[labels == 1].mean()),
-            "n": int(len(labels))}
+            "n": len(labels)}
 
 
 def predict(router: AudioQualityRouter, audios: list[np.ndarray], batch_size: int) -> np.ndarray:
@@ -128,7 +128,7 @@ def train_router(cfg: RouterTrainConfig, data_dir: str | Path) -> Path:
     threshold = pick_threshold(val_y, scores)
     summary = {"best_epoch": best["epoch"], "threshold": threshold, "val_at_0.5": metrics(val_y, scores, 0.5),
                "val_at_threshold": metrics(val_y, scores, threshold), "history": history,
-               "train_clips": int(len(train_y)), "train_degraded": int(train_y.sum()),
+               "train_clips": len(train_y), "train_degraded": int(train_y.sum()),
                "val_speakers_held_out": True, "seconds": round(time.monotonic() - started, 1),
                "config": cfg.model_dump()}
     router.mark_trained({k: v for k, v in summary.items() if k != "history"})

@@ -29,8 +29,15 @@ from training.data import CLEAN, learnable, read_manifest, wer_subset
 from training.encoder_cache import LowerStateCache, decoder_logits, upper_states
 from training.lora import add_lora, encoder_block_ids, merge, param_groups
 from training.sources import read_audio
-from training.whisper import (IGNORE_INDEX, Decoder, FeatureMaker, TargetTokens, decoder_targets, load_model,
-                              save_full_checkpoint)
+from training.whisper import (
+    IGNORE_INDEX,
+    Decoder,
+    FeatureMaker,
+    TargetTokens,
+    decoder_targets,
+    load_model,
+    save_full_checkpoint,
+)
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,15 @@ import pytest
 
 from training.config import DataConfig
 from training.data import plan_clean, text_split
-from training.sources import (CleanUtterance, ReservedGuard, ReservedPromptError, check_not_reserved,
-                              read_asterisk_transcripts, read_reserved_names, sentence_keys)
+from training.sources import (
+    CleanUtterance,
+    ReservedGuard,
+    ReservedPromptError,
+    check_not_reserved,
+    read_asterisk_transcripts,
+    read_reserved_names,
+    sentence_keys,
+)
 
 CFG = DataConfig()
 

@@ -22,7 +22,7 @@ def test_one_step_moves_the_policy_toward_higher_reward(tmp_path):
     tokens = TargetTokens.from_processor(processor, model.config)
     cfg = RLConfig(group_size=2, lr=1e-2, iterations_per_batch=2, kl_beta=0.04, upper_encoder_blocks=1)
     policy = add_lora(model, "joint", 1, 8, 16, 0.0)
-    enc = lambda t: processor.tokenizer.encode(t, add_special_tokens=False)  # noqa: E731
+    enc = lambda t: processor.tokenizer.encode(t, add_special_tokens=False)
     good = [tokens.timestamp_begin, *enc(" Thank you for calling."), tokens.timestamp(1.0), tokens.eot]
     bad = [tokens.timestamp_begin, *enc(" Banks you for falling over."), tokens.timestamp(1.0), tokens.eot]
     texts = ["Thank you for calling.", "Banks you for falling over."]
