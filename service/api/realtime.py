@@ -182,16 +182,17 @@ async def realtime(ws: WebSocket) -> None:
         log.exception("realtime session %s failed", session_id)
         close_code, reason = CLOSE_INTERNAL, "internal error"
     finally:
+        # The slot is released first: nothing below may keep a dead session counted.
+        state.realtime_sessions -= 1
+        state.metrics.ws_active.dec()
         worker.cancel()
         sender.cancel()
         await asyncio.gather(worker, sender, return_exceptions=True)
         if close_code is not None and ws.client_state == WebSocketState.CONNECTED:
-            try:
-                await ws.close(code=close_code, reason=reason)
-            except RuntimeError:
-                pass
-        state.realtime_sessions -= 1
-        state.metrics.ws_active.dec()
+            try:  # a reader that never reads cannot take our close frame either: don't wait forever
+                await asyncio.wait_for(ws.close(code=close_code, reason=reason), timeout=5)
+            except (RuntimeError, asyncio.TimeoutError, WebSocketDisconnect):
+                pass  # the client is gone already; there is nobody left to tell
 
 
 async def _guarded_worker(session: TranscriptionSession, emit) -> None:

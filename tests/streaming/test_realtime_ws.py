@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import resource
+import socket
+import struct
 import time
 from pathlib import Path
 
@@ -15,6 +18,7 @@ import pytest
 import soundfile as sf
 import soxr
 import websockets
+from prometheus_client.parser import text_string_to_metric_families
 
 from service.config import Settings
 from service.scoring import corpus_score
@@ -173,27 +177,50 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _masked_frame(payload: bytes) -> bytes:
+    mask = os.urandom(4)
+    n = len(payload)
+    head = bytes([0x81]) + (bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + struct.pack(">H", n))
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def _active_sessions(http_url: str) -> float:
+    for family in text_string_to_metric_families(httpx.get(f"{http_url}/metrics").text):
+        if family.name == "megaasr_websocket_sessions_active":
+            return family.samples[0].value
+    raise AssertionError("metric missing")
+
+
 def test_stalled_reader_is_dropped_and_memory_stays_bounded(rt_server) -> None:
-    """A client that floods requests but never reads: the server closes it (1008), memory stays flat."""
-    ws_url, _ = rt_server
+    """A raw client that floods requests and never reads a byte: the server stops reading from it
+    (bounded queues, TCP back-pressure), its memory stays flat, and the session is freed on disconnect."""
+    ws_url, http_url = rt_server
+    port = int(http_url.rsplit(":", 1)[1])
     before = _rss_mb()
-
-    async def run() -> int:
-        ws = await websockets.connect(ws_url, max_queue=1)  # our client reads nothing
-        sent = 0
-        try:
-            for _ in range(200_000):
-                await asyncio.wait_for(ws.send(json.dumps({"type": "input_audio_buffer.commit"})), 5)
-                sent += 1
-        except (websockets.ConnectionClosed, asyncio.TimeoutError):
-            pass
-        await ws.close()
-        return sent
-
-    sent = asyncio.run(run())
-    assert sent < 200_000, "the server kept accepting work from a client that never reads"
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(f"GET /v1/realtime HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+    assert sock.recv(12) == b"HTTP/1.1 101"
+    message = _masked_frame(json.dumps({"type": "input_audio_buffer.commit"}).encode())
+    sock.settimeout(5)
+    sent = 0
+    try:
+        while sent < 500_000:
+            sock.sendall(message)
+            sent += 1
+    except (TimeoutError, OSError):
+        pass
     grown = _rss_mb() - before
-    assert grown < 150, f"server process grew by {grown:.0f} MB"
+    sock.close()
+    assert sent < 500_000, "the server kept reading from a client that never reads"
+    assert grown < 100, f"server process grew by {grown:.0f} MB"
+    deadline = time.monotonic() + 20
+    while _active_sessions(http_url) > 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _active_sessions(http_url) == 0
 
 
 def test_flood_of_audio_is_bounded(rt_server) -> None:
