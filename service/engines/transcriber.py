@@ -11,7 +11,10 @@ Guards against invented text:
 * **no-speech**: a window whose no-speech probability is high *and* whose decode is unconfident
   (avg log-prob below threshold) is skipped, as in OpenAI's reference;
 * **repetition**: a window still over the compression-ratio threshold after the last fallback
-  temperature (a looping decode) is dropped rather than returned.
+  temperature (a looping decode) is dropped rather than returned;
+* **no words**: a segment with no letter or digit (``". . ."``, a lone ``"-"``) is dropped. Whisper
+  emits these on faint noise when a sampled fallback decode slips under the no-speech gate; they
+  carry nothing a user can read, and keeping them made noise-only output depend on sampling luck.
 """
 
 from __future__ import annotations
@@ -207,7 +210,7 @@ class Transcriber:
         for start, end, part in pieces:
             text_tokens = [t for t in part if t < self.vocab.eot]
             text = self.tokenizer.decode(text_tokens)
-            if not text.strip():
+            if not any(ch.isalnum() for ch in text):
                 continue
             job.segments.append(Segment(
                 id=len(job.segments), seek=window_start, start=round(min(start, duration), 3),

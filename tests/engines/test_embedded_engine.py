@@ -92,8 +92,10 @@ def test_silence_gives_empty_text(tiny, base) -> None:
 def test_near_silence_gives_empty_text(tiny) -> None:
     """Very quiet dither (above the digital-silence gate) must go through the no-speech guard."""
     dither = (np.random.default_rng(1).standard_normal(16000 * 8) * 3e-3).astype(np.float32)
-    result = tiny.transcribe([dither], [TranscriptionOptions()])[0]
-    assert result.text == "", result.text
+    # Fallback temperatures sample, so repeat: the guard must hold whatever the sampler draws.
+    for _ in range(4):
+        result = tiny.transcribe([dither], [TranscriptionOptions()])[0]
+        assert result.text == "", result.text
 
 
 @pytest.mark.parametrize("clip", ["vinyl_hiss", "loop_3d_printer", "ambi_drone", "loop_industrial"])
