@@ -60,9 +60,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def _prepare_model(settings: Settings) -> None:
     """Pull and convert the model before binding the port, so the first start shows progress."""
+    from service.engines.factory import served_model
     from service.models.registry import resolve
 
-    resolve(settings.model, home=settings.home, pull_if_missing=True)
+    model, _ = served_model(settings)
+    resolve(model, home=settings.home, pull_if_missing=True)
 
 
 def _cmd_transcribe(args: argparse.Namespace) -> int:
@@ -151,9 +153,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # clear one-line messages for the errors users can fix
+        from service.models.bundle import BundleError
         from service.models.registry import ModelRegistryError
 
-        if isinstance(exc, ModelRegistryError):
+        if isinstance(exc, (ModelRegistryError, BundleError)):
             print(f"megaasr: {exc}", file=sys.stderr)
             return 2
         raise

@@ -33,6 +33,7 @@ class Settings(BaseSettings):
 
     # Model and engine.
     model: str = Field("whisper-tiny.en", description="Model name from the registry, or a local HF Whisper folder.")
+    checkpoint: Path | None = Field(None, description="Served checkpoint bundle from `megaasr export` (robust LoRA + router); its base model is served unless --model is given.")
     engine: Literal["embedded", "vllm"] = Field("embedded", description="Inference engine.")
     device: str = Field("cpu", description="torch device for the embedded engine.")
     threads: int = Field(0, ge=0, description="torch intra-op threads (0 = all cores).")
@@ -44,6 +45,12 @@ class Settings(BaseSettings):
     batch_wait_ms: float = Field(10.0, ge=0, le=5000, description="How long the batcher waits to fill a batch.")
     max_queue: int = Field(64, ge=1, description="Pending requests allowed before answering 429.")
     retry_after_s: int = Field(1, ge=1, description="Retry-After seconds sent with 429/503.")
+
+    # Engine supervision (service/engines/supervisor.py).
+    engine_max_consecutive_failures: int = Field(3, ge=1, description="Failed decodes in a row before the engine is restarted.")
+    engine_restart_backoff_s: float = Field(1.0, gt=0, description="First wait between engine restart attempts (doubles).")
+    engine_restart_max_backoff_s: float = Field(60.0, gt=0, description="Longest wait between engine restart attempts.")
+    engine_restart_drain_s: float = Field(30.0, ge=0, description="How long in-flight requests may finish before a restart.")
 
     # Input limits.
     max_upload_mb: float = Field(25.0, gt=0, description="Largest accepted upload, in MB (10^6 bytes).")

@@ -29,6 +29,9 @@ class Metrics:
                                     buckets=(1, 2, 4, 8, 16, 32, 64), registry=r)
         self.router_decisions = Counter("megaasr_router_decisions_total", "Router choices.",
                                         ["adapter", "mode"], registry=r)
+        self.router_p_degraded = Histogram("megaasr_router_p_degraded",
+                                           "Router probability that the audio is degraded (router=auto).",
+                                           buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0), registry=r)
         self.ws_active = Gauge("megaasr_websocket_sessions_active", "Open realtime sessions.", registry=r)
         self.ws_total = Counter("megaasr_websocket_sessions_total", "Realtime sessions opened.", registry=r)
         self.partial_latency = Histogram("megaasr_partial_latency_seconds",

@@ -19,52 +19,15 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
-FORMAT = "megaasr-bundle/1"
+from service.models.bundle import FORMAT, Bundle, load_bundle
+
 _A, _B = ".lora_A.weight", ".lora_B.weight"
-
-
-@dataclass(frozen=True)
-class Bundle:
-    """A loaded bundle with resolved absolute paths (None where the bundle has no such part)."""
-
-    root: Path
-    base_model: str
-    adapter: Path | None
-    merged: Path | None
-    router: Path | None
-    router_threshold: float
-    card: Path | None
-
-
-def load_bundle(directory: str | Path) -> Bundle:
-    """Read and validate ``bundle.json``; every named part must exist."""
-    root = Path(directory).resolve()
-    meta = json.loads((root / "bundle.json").read_text())
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{root}: unsupported bundle format {meta.get('format')!r} (expected {FORMAT})")
-
-    def part(key: str) -> Path | None:
-        name = meta.get(key)
-        if name is None:
-            return None
-        path = root / name
-        if not path.is_dir():
-            raise FileNotFoundError(f"{root}: bundle names {key}={name!r} but {path} is missing")
-        return path
-
-    threshold = float(meta.get("router_threshold", 0.5))
-    if not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"router_threshold must lie in [0, 1], got {threshold}")
-    card = root / "README.md"
-    return Bundle(root, str(meta["base_model"]), part("adapter"), part("merged"), part("router"), threshold,
-                  card if card.exists() else None)
 
 
 # -- combining stage adapters ------------------------------------------------------------------
@@ -158,9 +121,9 @@ def model_card(base_model: str, recipe: dict[str, Any], eval_summary: dict[str, 
                router_summary: dict[str, Any] | None) -> str:
     """Markdown model card with the training config and the measured numbers."""
     lines = [f"# Mega-ASR robust LoRA for {base_model}", "",
-             "Robust adapter trained by this project's A2S-SFT (three LoRA phases, merged between phases) "
+             ("Robust adapter trained by this project's A2S-SFT (three LoRA phases, merged between phases) "
              "and DG-WGPO code on simulated in-the-wild audio; an audio-quality router sends clean audio "
-             "to the base model and degraded audio to the adapter.", "",
+             "to the base model and degraded audio to the adapter."), "",
              "Load with `megaasr serve --checkpoint <this folder>`; `training.export.load_bundle` reads it.", ""]
     if eval_summary:
         lines += ["## Evaluation (held-out speaker and sentences)", "", eval_summary.get("markdown", ""), ""]

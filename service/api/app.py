@@ -20,9 +20,18 @@ from service.api.transcriptions import router as transcription_router
 from service.config import Settings
 from service.engines.base import Engine
 from service.metrics import Metrics
+from service.routing import QualityRouter
 from service.stress.jobs import StressJobs
 
 log = logging.getLogger(__name__)
+
+
+def _load_router(settings: Settings, engine: Engine) -> QualityRouter:
+    """The ``--checkpoint`` bundle's router, active only when the engine serves the robust model."""
+    from service.models.bundle import load_bundle
+
+    bundle = load_bundle(settings.checkpoint) if settings.checkpoint is not None else None
+    return QualityRouter.from_bundle(bundle, robust_loaded="robust" in engine.info.adapters)
 
 
 def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
@@ -35,12 +44,15 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         eng = engine
         if eng is None:
             from service.engines.factory import build_engine
+            from service.engines.supervisor import SupervisedEngine
 
-            eng = build_engine(settings)
+            eng = SupervisedEngine(build_engine(settings), settings, on_ready_change=metrics.engine_ready.set)
         state = ServiceState(settings, eng, metrics)
         app.state.service = state
         await eng.start()
         metrics.engine_ready.set(1)
+        state.router = _load_router(settings, eng)
+        log.info("router: %s", state.router.status)
         load = getattr(eng, "load_seconds", None)
         if load is not None:
             metrics.model_load_seconds.labels(model=eng.info.id).set(load)
@@ -76,7 +88,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         state: ServiceState = request.app.state.service
         info = state.engine.info
         cards = [ModelCard(id=info.id, created=created, root=info.path, multilingual=info.multilingual,
-                           adapters=list(info.adapters), router="untrained: routing disabled")]
+                           adapters=list(info.adapters), router=state.router.status)]
         cards += [ModelCard(id=alias, created=created, root=info.id) for alias in DEFAULT_ALIASES]
         return ModelList(data=cards)
 

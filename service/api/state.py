@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 
 from service.api.protocol import RouterInfo
@@ -9,17 +11,20 @@ from service.config import Settings
 from service.engines.base import Engine, TranscriptionOptions, TranscriptionResult
 from service.errors import InvalidRequest, NotFound, Unavailable
 from service.metrics import Metrics
+from service.routing import ROUTER_MODES, QualityRouter
 
-ROUTER_MODES = ("auto", "base", "robust")
 #: Names the official clients send by habit; they mean "the served model".
 DEFAULT_ALIASES = ("whisper-1",)
 
 
 class ServiceState:
-    def __init__(self, settings: Settings, engine: Engine, metrics: Metrics) -> None:
+    def __init__(self, settings: Settings, engine: Engine, metrics: Metrics,
+                 router: QualityRouter | None = None) -> None:
         self.settings = settings
         self.engine = engine
         self.metrics = metrics
+        self.router = router or QualityRouter.from_bundle(None, robust_loaded=False)
+        engine.batch_observer = metrics.batch_size.observe
         self.draining = False
         self.realtime_sessions = 0
 
@@ -57,8 +62,14 @@ class ServiceState:
         if router_mode == "robust" and "robust" not in self.engine.info.adapters:
             raise InvalidRequest("No robust adapter is loaded; start the service with --checkpoint.",
                                  param="router", code="adapter_not_loaded")
-        adapter = "robust" if router_mode == "robust" else "base"
-        route = RouterInfo(mode=router_mode, adapter=adapter, p_degraded=None)
+        if router_mode == "auto" and self.router.active:
+            decision = await asyncio.get_running_loop().run_in_executor(
+                None, self.router.decide, router_mode, samples)
+            self.metrics.router_p_degraded.observe(decision.p_degraded or 0.0)
+        else:
+            decision = self.router.decide(router_mode, samples)  # type: ignore[arg-type]
+        adapter = decision.adapter
+        route = RouterInfo(mode=router_mode, adapter=adapter, p_degraded=decision.p_degraded)
         self.metrics.router_decisions.labels(adapter=adapter, mode=router_mode).inc()
         self.metrics.queue_depth.set(self.engine.queue_depth() + 1)
         try:

@@ -8,6 +8,7 @@ API layer only awaits :meth:`Engine.transcribe`.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -84,6 +85,10 @@ class ModelInfo:
 
 class Engine(abc.ABC):
     """An inference engine. ``start`` loads; ``transcribe`` decodes; ``close`` frees."""
+
+    #: Called with the size of every batch the engine decodes (the service feeds its metrics);
+    #: engines that do not batch themselves never call it.
+    batch_observer: Callable[[int], None] | None = None
 
     @property
     @abc.abstractmethod

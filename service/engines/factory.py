@@ -6,6 +6,7 @@ from pathlib import Path
 
 from service.config import Settings
 from service.engines.base import Engine
+from service.models.bundle import Bundle, load_bundle, served_base_model
 
 
 def model_id_for(name_or_path: str) -> str:
@@ -14,12 +15,20 @@ def model_id_for(name_or_path: str) -> str:
     return path.name if path.exists() else name_or_path
 
 
+def served_model(settings: Settings) -> tuple[str, Bundle | None]:
+    """The base model name or folder to serve, and the ``--checkpoint`` bundle if one is given."""
+    bundle = load_bundle(settings.checkpoint) if settings.checkpoint is not None else None
+    explicit = settings.model if "model" in settings.model_fields_set else None
+    return served_base_model(explicit, bundle, settings.model), bundle
+
+
 def build_engine(settings: Settings) -> Engine:
     from service.models.registry import resolve
 
-    path = resolve(settings.model, home=settings.home, pull_if_missing=True)
+    model, bundle = served_model(settings)
+    path = resolve(model, home=settings.home, pull_if_missing=True)
     if settings.engine == "embedded":
         from service.engines.embedded import EmbeddedEngine
 
-        return EmbeddedEngine(path, model_id_for(settings.model), settings)
+        return EmbeddedEngine(path, model_id_for(model), settings, robust=bundle)
     raise NotImplementedError(f"engine '{settings.engine}' is not available yet")

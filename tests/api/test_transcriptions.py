@@ -92,3 +92,19 @@ def test_models_health_ready(server: str) -> None:
     assert data["object"] == "list" and data["data"][0]["object"] == "model"
     assert httpx.get(f"{server}/docs").status_code == 200
     assert httpx.get(f"{server}/openapi.json").json()["paths"]["/v1/audio/transcriptions"]
+
+
+def test_without_a_checkpoint_routing_says_so(server: str, librivox) -> None:
+    """No robust model: /v1/models says routing is off, auto means base, robust is a clear 400."""
+    card = httpx.get(f"{server}/v1/models").json()["data"][0]
+    assert card["adapters"] == ["base"] and card["router"].startswith("untrained: no --checkpoint")
+    path = librivox[0][0]
+    for mode, status in (("auto", 200), ("robust", 400)):
+        with path.open("rb") as f:
+            r = httpx.post(f"{server}/v1/audio/transcriptions", timeout=120, files={"file": (path.name, f)},
+                           data={"model": "whisper-1", "response_format": "verbose_json", "router": mode})
+        assert r.status_code == status, r.text
+        if status == 200:
+            assert r.json()["router"]["adapter"] == "base" and r.json()["router"].get("p_degraded") is None
+        else:
+            assert r.json()["error"]["code"] == "adapter_not_loaded"

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from service.models.bundle import BundleError
 from service.models.router_net import AudioQualityRouter
 from tests.conftest import model_dir
 from tests.training.helpers import spoken_rows, tiny_whisper, write_jsonl
@@ -75,5 +76,5 @@ def test_bundle_has_the_agreed_format(tmp_path):
         export_bundle(tmp_path / "b2", "whisper-tiny.en", [tmp_path / "phase0"], None, tmp_path / "raw-router", 0.5, "")
     meta["merged"] = "missing"
     (tmp_path / "bundle" / "bundle.json").write_text(json.dumps(meta))
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(BundleError, match="merged='missing'"):
         load_bundle(tmp_path / "bundle")

@@ -1,0 +1,89 @@
+"""The served checkpoint bundle (``megaasr-bundle/1``): what ``megaasr serve --checkpoint DIR`` reads.
+
+``training/export.py`` writes it; the service only reads it, so the loader lives here (the service
+must not depend on the training code). Layout::
+
+    bundle.json   {"format": "megaasr-bundle/1", "base_model": ..., "adapter": "adapter" | null,
+                   "merged": "merged" | null, "router": "router" | null, "router_threshold": 0.5}
+    adapter/      peft LoRA adapter on the base model (the embedded engine merges it at load)
+    merged/       optional full HF Whisper checkpoint with the adapter merged (what vLLM on the CPU serves)
+    router/       AudioQualityRouter.save output
+    README.md     model card: training config and eval numbers
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+FORMAT = "megaasr-bundle/1"
+
+
+class BundleError(ValueError):
+    """A checkpoint folder that is not a usable bundle; the message says what is wrong."""
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A loaded bundle with resolved absolute paths (None where the bundle has no such part)."""
+
+    root: Path
+    base_model: str
+    adapter: Path | None
+    merged: Path | None
+    router: Path | None
+    router_threshold: float
+    card: Path | None
+
+    @property
+    def has_robust(self) -> bool:
+        return self.adapter is not None or self.merged is not None
+
+
+def load_bundle(directory: str | Path) -> Bundle:
+    """Read and validate ``bundle.json``; every named part must exist."""
+    root = Path(directory).expanduser().resolve()
+    manifest = root / "bundle.json"
+    if not manifest.is_file():
+        raise BundleError(f"{root} is not a checkpoint bundle: {manifest.name} is missing "
+                          "(write one with `megaasr export`).")
+    try:
+        meta = json.loads(manifest.read_text())
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"{manifest}: not valid JSON ({exc})") from None
+    if meta.get("format") != FORMAT:
+        raise BundleError(f"{root}: unsupported bundle format {meta.get('format')!r} (expected {FORMAT})")
+    if not meta.get("base_model"):
+        raise BundleError(f"{manifest}: 'base_model' is missing")
+
+    def part(key: str) -> Path | None:
+        name = meta.get(key)
+        if name is None:
+            return None
+        path = (root / name).resolve()
+        if root not in path.parents:
+            raise BundleError(f"{root}: {key}={name!r} points outside the bundle")
+        if not path.is_dir():
+            raise BundleError(f"{root}: bundle names {key}={name!r} but {path} is missing")
+        return path
+
+    threshold = float(meta.get("router_threshold", 0.5))
+    if not 0.0 <= threshold <= 1.0:
+        raise BundleError(f"router_threshold must lie in [0, 1], got {threshold}")
+    card = root / "README.md"
+    return Bundle(root, str(meta["base_model"]), part("adapter"), part("merged"), part("router"), threshold,
+                  card if card.exists() else None)
+
+
+def served_base_model(explicit_model: str | None, bundle: Bundle | None, default_model: str) -> str:
+    """Which base model to serve: an explicit ``--model`` wins, then the bundle's, then the default.
+
+    The adapter only fits the base it was trained on; a wrong explicit ``--model`` fails at load with
+    peft's shape error, which is the honest outcome for a user who overrode it.
+    """
+    if explicit_model is not None:
+        return explicit_model
+    if bundle is not None:
+        return bundle.base_model
+    return default_model
