@@ -78,6 +78,27 @@ class EngineFailure(ServiceError):
     default_code = "engine_error"
 
 
+class EngineOutOfMemory(EngineFailure):
+    """The engine ran out of memory on this request; it is being restarted (503 with Retry-After)."""
+
+    status_code = 503
+    default_code = "engine_out_of_memory"
+
+
+class EngineRestarting(Unavailable):
+    """The engine failed and is being restarted; the client should retry (503 with Retry-After)."""
+
+    default_code = "engine_restarting"
+
+
+class StorageFull(ServiceError):
+    """The disk is full: results could not be written (nothing half-written is kept)."""
+
+    status_code = 507
+    error_type = "server_error"
+    default_code = "insufficient_storage"
+
+
 class Timeout(ServiceError):
     status_code = 504
     error_type = "server_error"

@@ -16,6 +16,9 @@ Design, for runs of millions of utterances:
   drops them (listed in ``errors.jsonl``), ``"fail"`` stops before writing anything. Audio that
   passes the check but fails to decode later is skipped or fails the run the same way; committed
   shards are never touched.
+- Every file is written to a temporary sibling, fsynced and renamed into place (audio included), so
+  a crash or a full disk never leaves a half-written file under its final name. A full disk stops
+  the run with :class:`DiskFull`; committed shards stay, and the same command resumes.
 - Parallelism: ``workers`` local processes (``concurrent.futures``), or Ray tasks on a cluster
   (``ray_address``; "local" starts a local Ray). With Ray, the manifest's audio and ``out_dir`` must be
   on storage every node can read and write (a shared filesystem).
@@ -23,11 +26,13 @@ Design, for runs of millions of utterances:
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import io
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -98,6 +103,30 @@ class BuildReport:
 
 class RowError(RuntimeError):
     """A row failed while processing (e.g. audio that cannot be decoded)."""
+
+
+class DiskFull(OSError):
+    """The disk filled up while writing: never a skipped row, always a stop (resumable)."""
+
+
+def write_atomic(path: Path, data: bytes | Iterable[bytes]) -> None:
+    """Write ``data`` (bytes, or chunks streamed) to ``path`` via a temporary sibling, fsync, rename.
+
+    A full disk raises :class:`DiskFull` and leaves neither the temporary file nor a partial ``path``.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.writelines([data] if isinstance(data, bytes) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFull(errno.ENOSPC, f"disk full while writing {path}; the committed shards are kept: "
+                           "free some space and run the same command again to resume") from exc
+        raise
 
 
 # --------------------------------------------------------------------------- per-row decisions
@@ -187,7 +216,9 @@ def process_shard(
         rel = (Path("audio") / plan["scenario"] /
                f"{index:08d}_{base}_{plan['scenario']}_{plan['mapping']}_{copy}_m{plan['severity']:.3f}.flac")
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
-        sf.write(out / rel, result.audio, sr, subtype="PCM_24")
+        flac = io.BytesIO()
+        sf.write(flac, result.audio, sr, format="FLAC", subtype="PCM_24")
+        write_atomic(out / rel, flac.getvalue())
         record = result.record()
         rows.append({
             "index": index,
@@ -213,13 +244,9 @@ def process_shard(
             "peak_gain_db": result.peak_gain_db,
             **({"source_extra": entry["extra"]} if entry["extra"] else {}),
         })
-    final = _shard_path(out, shard)
-    tmp = final.with_suffix(".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-        for message in failures:
-            f.write(json.dumps({"error": message}) + "\n")
-    os.replace(tmp, final)
+    lines = [json.dumps(row, ensure_ascii=False) + "\n" for row in rows]
+    lines += [json.dumps({"error": message}) + "\n" for message in failures]
+    write_atomic(_shard_path(out, shard), "".join(lines).encode("utf-8"))
     return shard, len(rows), failures
 
 
@@ -256,9 +283,7 @@ def _check_plan(out: Path, plan: dict[str, Any]) -> None:
                              f"(changed: {', '.join(changed)}); use a new --out folder or the same options")
     else:
         out.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(plan, indent=1) + "\n")
-        os.replace(tmp, path)
+        write_atomic(path, (json.dumps(plan, indent=1) + "\n").encode())
 
 
 def _shards(entries: list[ManifestEntry], copies: int, size: int) -> list[list[tuple[int, dict[str, Any], int]]]:
@@ -269,25 +294,25 @@ def _shards(entries: list[ManifestEntry], copies: int, size: int) -> list[list[t
 
 
 def _assemble(out: Path, n_shards: int) -> tuple[int, list[str]]:
-    rows, failures = 0, []
-    final = out / "manifest.jsonl"
-    tmp = final.with_suffix(".tmp")
-    with open(tmp, "w", encoding="utf-8") as dst:
+    counts, failures = [0], []
+
+    def lines() -> Iterator[bytes]:  # streamed: the manifest of a million rows never sits in memory
         for shard in range(n_shards):
             for raw in _shard_path(out, shard).read_text(encoding="utf-8").splitlines():
                 if raw.startswith('{"error"'):
                     failures.append(json.loads(raw)["error"])
                     continue
-                dst.write(raw + "\n")
-                rows += 1
-    os.replace(tmp, final)
-    return rows, failures
+                counts[0] += 1
+                yield (raw + "\n").encode("utf-8")
+
+    write_atomic(out / "manifest.jsonl", lines())
+    return counts[0], failures
 
 
 def _write_problems(out: Path, problems: list[ManifestProblem], failures: list[str]) -> None:
     lines = [json.dumps({"line": p.line, "error": p.reason}) for p in problems]
     lines += [json.dumps({"error": f}) for f in failures]
-    (out / "errors.jsonl").write_text("".join(line + "\n" for line in lines))
+    write_atomic(out / "errors.jsonl", "".join(line + "\n" for line in lines).encode("utf-8"))
 
 
 def build_dataset(

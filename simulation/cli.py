@@ -106,7 +106,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                          args.seed, args.noise_bank, args.reverb_engine)
         print(f"demo written: {page}")
         return 0
-    from simulation.builder import BuildConfig, build_dataset
+    from simulation.builder import BuildConfig, DiskFull, build_dataset
     from simulation.manifests import ManifestError
 
     config = BuildConfig(
@@ -119,7 +119,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         report = build_dataset(args.manifest, args.out, config, workers=args.workers, on_error=args.on_error,
                                ray_address=args.ray, progress=not args.no_progress)
-    except ManifestError as exc:
+    except (ManifestError, DiskFull) as exc:
         print(f"simulate: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

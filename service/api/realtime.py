@@ -19,7 +19,9 @@ import base64
 import binascii
 import json
 import logging
+import math
 import time
+from collections.abc import Callable
 
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
@@ -35,6 +37,11 @@ router = APIRouter()
 
 CLOSE_POLICY, CLOSE_TOO_BIG, CLOSE_INTERNAL, CLOSE_TRY_LATER = 1008, 1009, 1011, 1013
 CLOSE_IDLE, CLOSE_MAX_LENGTH = 4000, 4001
+MAX_PREFIX_PADDING_MS = 2000  # audio kept before speech starts: bounds the pre-speech history
+MAX_SILENCE_DURATION_MS = 10_000
+MAX_PROMPT_CHARS = 4000
+
+LanguageCheck = Callable[[str | None], str | None]
 
 
 class _SlowConsumer(Exception):
@@ -47,12 +54,36 @@ class _ClientError(Exception):
         self.code, self.message, self.param = code, message, param
 
 
-def parse_session_update(session: dict, current: SessionConfig) -> SessionConfig:
-    """Apply an OpenAI session object (beta or GA shape) onto ``current``; raise _ClientError on nonsense."""
+def _object(value: object, param: str) -> dict:
+    """``value`` as a dict (missing or null: empty); anything else is the client's error."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _ClientError("invalid_session", f"'{param}' must be an object.", param)
+    return value
+
+
+def _number(value: object, param: str, low: float, high: float) -> float:
+    """A finite JSON number in [low, high] (booleans are not numbers here)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not low <= value <= high:
+        raise _ClientError("invalid_turn_detection", f"'{param}' must be a number from {low:g} to {high:g}.",
+                           param)
+    return float(value)
+
+
+def parse_session_update(session: dict, current: SessionConfig,
+                         language_check: LanguageCheck | None = None) -> SessionConfig:
+    """Apply an OpenAI session object (beta or GA shape) onto ``current``; raise _ClientError on nonsense.
+
+    Everything is checked here, before it reaches the engine: a value the decoder cannot use would
+    otherwise fail inside a shared batch (and count towards an engine restart).
+    """
     if not isinstance(session, dict):
         raise _ClientError("invalid_session", "'session' must be an object.", "session")
-    audio_in = (session.get("audio") or {}).get("input") or {}
-    transcription = session.get("input_audio_transcription") or audio_in.get("transcription") or {}
+    audio_in = _object(_object(session.get("audio"), "session.audio").get("input"), "session.audio.input")
+    transcription = _object(session.get("input_audio_transcription") or audio_in.get("transcription"),
+                            "session.input_audio_transcription")
     fmt = session.get("input_audio_format", audio_in.get("format"))
     rate = session.get("input_sample_rate", current.input_sample_rate)
     if isinstance(fmt, dict):
@@ -70,22 +101,36 @@ def parse_session_update(session: dict, current: SessionConfig) -> SessionConfig
         raise _ClientError("invalid_session", "input_audio_transcription must be an object.",
                            "session.input_audio_transcription")
     if "language" in transcription:
-        config.language = transcription.get("language") or None
+        language = transcription.get("language") or None
+        if language is not None and not isinstance(language, str):
+            raise _ClientError("unsupported_language", "language must be a string such as 'en'.",
+                               "session.input_audio_transcription.language")
+        if language_check is not None:
+            try:
+                language = language_check(language)
+            except ValueError as exc:
+                raise _ClientError("unsupported_language", str(exc),
+                                   "session.input_audio_transcription.language") from None
+        config.language = language
     if "prompt" in transcription:
-        config.prompt = transcription.get("prompt") or None
+        prompt = transcription.get("prompt") or None
+        if prompt is not None and (not isinstance(prompt, str) or len(prompt) > MAX_PROMPT_CHARS):
+            raise _ClientError("invalid_prompt", f"prompt must be a string of at most {MAX_PROMPT_CHARS} "
+                               "characters.", "session.input_audio_transcription.prompt")
+        config.prompt = prompt
     has_td = "turn_detection" in session or "turn_detection" in audio_in
     if has_td:
         td = session.get("turn_detection", audio_in.get("turn_detection"))
         if td is None:
             config.vad = None
         elif isinstance(td, dict) and td.get("type", "server_vad") == "server_vad":
-            try:
-                config.vad = VadConfig.from_openai(float(td.get("threshold", 0.5)),
-                                                   int(td.get("silence_duration_ms", 500)))
-                config.prefix_padding_ms = int(td.get("prefix_padding_ms", config.prefix_padding_ms))
-            except (TypeError, ValueError):
-                raise _ClientError("invalid_turn_detection", "turn_detection values must be numbers.",
-                                   "session.turn_detection") from None
+            threshold = _number(td.get("threshold", 0.5), "session.turn_detection.threshold", 0, 1)
+            silence = _number(td.get("silence_duration_ms", 500), "session.turn_detection.silence_duration_ms",
+                              0, MAX_SILENCE_DURATION_MS)
+            padding = _number(td.get("prefix_padding_ms", config.prefix_padding_ms),
+                              "session.turn_detection.prefix_padding_ms", 0, MAX_PREFIX_PADDING_MS)
+            config.vad = VadConfig.from_openai(threshold, int(silence))
+            config.prefix_padding_ms = int(padding)
         else:
             raise _ClientError("unsupported_turn_detection", "Only server_vad or null turn detection is supported.",
                                "session.turn_detection")
@@ -171,7 +216,7 @@ async def realtime(ws: WebSocket) -> None:
                 close_code, reason = CLOSE_TOO_BIG, "message too big"
                 break
             try:
-                await _dispatch(text, session, emit, session_id)
+                await _dispatch(text, session, emit, session_id, state.vocabulary_language)
             except _ClientError as exc:
                 await emit(error_event(exc.code, exc.message, exc.param))
     except _SlowConsumer:
@@ -202,7 +247,9 @@ async def _guarded_worker(session: TranscriptionSession, emit) -> None:
         await emit(error_event(exc.code, exc.message))
 
 
-async def _dispatch(text: str, session: TranscriptionSession, emit, session_id: str) -> None:
+async def _dispatch(text: str, session: TranscriptionSession, emit, session_id: str,
+                    language_check: LanguageCheck | None = None) -> None:
+    """Parse one client message and act on it; anything malformed raises _ClientError (the session lives on)."""
     try:
         event = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -211,7 +258,7 @@ async def _dispatch(text: str, session: TranscriptionSession, emit, session_id: 
         raise _ClientError("invalid_event", "Each message must be a JSON object with a string 'type'.", "type")
     kind = event["type"]
     if kind in ("session.update", "transcription_session.update"):
-        config = parse_session_update(event.get("session"), session.config)
+        config = parse_session_update(event.get("session"), session.config, language_check)
         session.reconfigure(config)
         reply = "session.updated" if kind == "session.update" else "transcription_session.updated"
         await emit({"type": reply, "session": _session_view(session_id, config)})

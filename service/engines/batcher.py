@@ -4,6 +4,8 @@ Concurrent requests are gathered for up to ``max_wait_ms`` or ``max_batch`` item
 first, and handed to one worker thread (torch already uses every core inside one call, so more
 threads would only fight). The queue is bounded: when full, :class:`Overloaded` is raised at once
 instead of letting memory grow. A request whose caller has gone away (cancelled future) is skipped.
+When a batch fails, each of its requests is decoded again on its own, so one bad request fails
+alone and the others are still answered.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class MicroBatcher(Generic[T, R]):
         self._worker: asyncio.Task | None = None
         self._on_batch = on_batch
         self.in_flight = 0
+        self._current: list[_Item[T]] = []
 
     def start(self) -> None:
         if self._worker is None:
@@ -70,6 +73,10 @@ class MicroBatcher(Generic[T, R]):
             except asyncio.CancelledError:
                 pass
             self._worker = None
+        for item in self._current:  # the batch being decoded when the worker was cancelled
+            if not item.future.done():
+                item.future.set_exception(Unavailable("The engine is shutting down."))
+        self._current = []
         while not self._queue.empty():
             item = self._queue.get_nowait()
             if not item.future.done():
@@ -94,19 +101,36 @@ class MicroBatcher(Generic[T, R]):
             if not batch:
                 continue
             self.in_flight = len(batch)
+            self._current = batch
             started = time.monotonic()
             try:
-                results = await loop.run_in_executor(self._executor, self._fn, [i.payload for i in batch])
-            except Exception as exc:  # one failed batch must not kill the worker or other batches
-                log.exception("engine batch of %d failed", len(batch))
-                for item in batch:
-                    if not item.future.done():
-                        item.future.set_exception(EngineFailure(f"Decoding failed: {type(exc).__name__}: {exc}"))
-            else:
-                for item, result in zip(batch, results):
-                    if not item.future.done():
-                        item.future.set_result(result)
+                await self._decode(loop, batch)
             finally:
                 self.in_flight = 0
+                self._current = []
             if self._on_batch is not None:
                 self._on_batch(len(batch), time.monotonic() - started)
+
+    async def _decode(self, loop: asyncio.AbstractEventLoop, batch: list[_Item[T]]) -> None:
+        """Decode ``batch``; if it fails, decode its items one by one so only the bad ones fail."""
+        try:
+            results = await loop.run_in_executor(self._executor, self._fn, [i.payload for i in batch])
+            if len(results) != len(batch):  # a short answer would leave requests waiting forever
+                raise RuntimeError(f"the engine returned {len(results)} results for {len(batch)} inputs")
+        except Exception as exc:  # one failed batch must not kill the worker or other batches
+            if len(batch) > 1:
+                log.warning("engine batch of %d failed (%s: %s); decoding its items one by one",
+                            len(batch), type(exc).__name__, exc)
+                for item in batch:
+                    if not item.future.done():
+                        await self._decode(loop, [item])
+                return
+            log.exception("engine decode failed")
+            error = EngineFailure(f"Decoding failed: {type(exc).__name__}: {exc}")
+            error.__cause__ = exc  # the supervisor tells fatal errors (out of memory) from others
+            if not batch[0].future.done():
+                batch[0].future.set_exception(error)
+        else:
+            for item, result in zip(batch, results):
+                if not item.future.done():
+                    item.future.set_result(result)

@@ -7,6 +7,7 @@ clip is written before the result that names it, so a listed result always has i
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from service.errors import StorageFull
 from service.stress.plan import severity_key
 from service.stress.schemas import StressJob
 
@@ -27,17 +29,30 @@ _REPORT_FILE = "report.html"
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary sibling, fsync, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write ``data`` to ``path`` via a temporary sibling, fsync, then rename.
+
+    A full disk raises :class:`StorageFull` (a clear 507 for the job or request) and leaves no
+    temporary file behind; ``path`` keeps its previous complete version.
+    """
+    tmp: str | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise StorageFull(f"The disk is full: could not write {path.name} of a stress job. "
+                              "Free space under MEGAASR_HOME and retry.") from exc
+        raise
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise
 
 
