@@ -52,12 +52,6 @@ class Settings(BaseSettings):
     engine_restart_max_backoff_s: float = Field(60.0, gt=0, description="Longest wait between engine restart attempts.")
     engine_restart_drain_s: float = Field(30.0, ge=0, description="How long in-flight requests may finish before a restart.")
 
-    # Engine supervision (service/engines/supervisor.py).
-    engine_max_consecutive_failures: int = Field(3, ge=1, description="Failed decodes in a row before the engine is restarted.")
-    engine_restart_backoff_s: float = Field(1.0, gt=0, description="First wait between engine restart attempts (doubles).")
-    engine_restart_max_backoff_s: float = Field(60.0, gt=0, description="Longest wait between engine restart attempts.")
-    engine_restart_drain_s: float = Field(30.0, ge=0, description="How long in-flight requests may finish before a restart.")
-
     # Input limits.
     max_upload_mb: float = Field(25.0, gt=0, description="Largest accepted upload, in MB (10^6 bytes).")
     max_duration_s: float = Field(1800.0, gt=0, description="Longest accepted audio, in seconds.")
