@@ -89,6 +89,14 @@ class SupervisedEngine(Engine):
     def batch_observer(self, value: Callable[[int], None] | None) -> None:
         self.inner.batch_observer = value
 
+    @property
+    def vocabulary(self) -> Any:
+        """The inner engine's vocabulary; while it restarts, a 503 with Retry-After (not a bare 503)."""
+        if self.restarting:
+            raise EngineRestarting("The engine failed and is restarting; retry shortly.",
+                                   headers={"Retry-After": str(self._retry_after())})
+        return self.inner.vocabulary
+
     def __getattr__(self, name: str) -> Any:
         # Engine-specific extras (vocabulary, load_seconds, ...) come from the inner engine.
         if name == "inner":
