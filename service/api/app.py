@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from service.api.errors import install_error_handlers
 from service.api.middleware import BearerAuthMiddleware, BodyLimitMiddleware
@@ -24,6 +25,7 @@ from service.routing import QualityRouter
 from service.stress.jobs import StressJobs
 
 log = logging.getLogger(__name__)
+_DEMO_PAGE = Path(__file__).resolve().parent.parent / "web" / "demo.html"
 
 
 def _load_router(settings: Settings, engine: Engine) -> QualityRouter:
@@ -72,6 +74,16 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.include_router(transcription_router)
     app.include_router(stress_router)
     app.include_router(realtime_router)
+
+    @app.get("/demo", summary="Browser demo: microphone to live text", response_class=HTMLResponse,
+             include_in_schema=False)
+    async def demo() -> HTMLResponse:
+        """A static page (no data, no secrets) that streams the microphone to ``/v1/realtime``.
+
+        It is open like ``/health`` so a browser can load it; the websocket it opens still needs the
+        API key when one is configured (the page sends it as the OpenAI subprotocol token).
+        """
+        return HTMLResponse(_DEMO_PAGE.read_text(encoding="utf-8"))
 
     @app.get("/health", summary="Liveness: the process answers")
     async def health() -> dict:

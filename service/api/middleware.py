@@ -11,7 +11,7 @@ import json
 
 from service.errors import PayloadTooLarge, ServiceError, Unauthorized
 
-OPEN_PATHS = frozenset({"/health"})
+OPEN_PATHS = frozenset({"/health", "/demo"})  # /demo: a static page; its websocket still needs the key
 
 
 async def send_error(send, error: ServiceError) -> None:
