@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from service.api.errors import install_error_handlers
 from service.api.middleware import BearerAuthMiddleware, BodyLimitMiddleware
+from service.api.openapi import install_openapi
 from service.api.protocol import ModelCard, ModelList
 from service.api.realtime import router as realtime_router
 from service.api.state import DEFAULT_ALIASES, ServiceState
@@ -71,6 +72,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app = FastAPI(title="Mega-ASR", version="0.1.0", lifespan=lifespan,
                   description="Speech recognition that keeps working in the wild. OpenAI-compatible.")
     install_error_handlers(app)
+    install_openapi(app)
     app.include_router(transcription_router)
     app.include_router(stress_router)
     app.include_router(realtime_router)
