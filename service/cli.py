@@ -46,15 +46,15 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 def _cmd_serve(args: argparse.Namespace) -> int:
     import logging
 
-    import uvicorn
-
     from service.api.app import create_app
+    from service.api.lifecycle import serve
 
     settings = settings_from_args(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     _prepare_model(settings)
     app = create_app(settings)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    # Not uvicorn.run: SIGTERM drains in-flight work first (service/api/lifecycle.py).
+    serve(app, host=settings.host, port=settings.port, log_level="info")
     return 0
 
 

@@ -74,6 +74,19 @@ class Settings(BaseSettings):
     stress_retention_s: float = Field(86400.0, gt=0, description="Seconds a finished stress job is kept.")
     stress_max_stored_jobs: int = Field(50, ge=1, description="Finished stress jobs kept; the oldest go first.")
 
+    # vLLM engine (--engine vllm): the service fronts a vLLM OpenAI-compatible server (docs/deploy.md).
+    vllm_url: str = Field("http://127.0.0.1:8001/v1", description="Base URL of the vLLM OpenAI-compatible server, with /v1.")
+    vllm_served_model: str | None = Field(None, description="Name vLLM serves the base model under (default: the id of --model).")
+    vllm_robust_model: str | None = Field(None, description="Name vLLM serves the robust model under: a LoRA adapter or a merged checkpoint (default with a robust --checkpoint: '<model id>-robust'; unset otherwise: no robust path).")
+    vllm_robust_url: str | None = Field(None, description="Base URL of the vLLM server with the robust model, when it is a second server (default: --vllm-url, as for a LoRA adapter).")
+    vllm_api_key: SecretStr | None = Field(None, description="Bearer key of the vLLM server (its --api-key), if it has one.")
+    vllm_startup_timeout_s: float = Field(600.0, gt=0, description="How long start-up waits for the vLLM server and its models before failing.")
+    vllm_health_interval_s: float = Field(5.0, gt=0, description="How often the vLLM server is checked; /ready follows it.")
+    vllm_max_audio_s: float = Field(600.0, gt=0, description="Longest audio sent to vLLM (400 audio_too_long above); keep <= the server's VLLM_MAX_AUDIO_DECODE_DURATION_S (600 by default).")
+
+    # Lifecycle (service/api/lifecycle.py).
+    drain_grace_s: float = Field(30.0, ge=0, description="On SIGTERM: how long in-flight requests and realtime sessions may finish before the process exits.")
+
     # Security.
     api_key: SecretStr | None = Field(None, description="If set, every endpoint but /health needs 'Authorization: Bearer <key>'.")
     cors_origins: list[str] = Field(default_factory=list, description="Allowed CORS origins (empty = CORS off).")

@@ -119,6 +119,12 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
             metrics.queue_depth.set(state.engine.queue_depth())
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
+    # Innermost: counts in-flight work for the SIGTERM drain and refuses new work while draining
+    # (inside count_requests, so its 503s are counted too). See service/api/lifecycle.py.
+    from service.api.lifecycle import install as install_drain
+
+    install_drain(app, settings.drain_grace_s, settings.retry_after_s)
+
     @app.middleware("http")
     async def count_requests(request: Request, call_next):
         started = time.monotonic()

@@ -9,7 +9,8 @@ Server events: ``session.created``, ``session.updated``, ``input_audio_buffer.sp
 
 Close codes: 1000 normal; 1008 policy (bad API key, or a reader too slow to keep up: more than
 ``realtime_max_pending_events`` unsent events); 1009 message too big; 1011 internal error;
-1013 too many sessions (try again later); 4000 idle timeout; 4001 maximum session length.
+1013 too many sessions or shutting down (try again later); 4000 idle timeout; 4001 maximum session
+length; 1001 going away (the server's drain grace period ended, service/api/lifecycle.py).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from collections.abc import Callable
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
+from service.api.lifecycle import CLOSE_GOING_AWAY, DrainExpired
 from service.api.state import ServiceState
 from service.engines.base import TranscriptionOptions, TranscriptionResult
 from service.errors import ServiceError
@@ -152,10 +154,12 @@ def _session_view(session_id: str, config: SessionConfig) -> dict:
 async def realtime(ws: WebSocket) -> None:
     state: ServiceState = ws.app.state.service
     settings = state.settings
-    if state.realtime_sessions >= settings.realtime_max_sessions or state.draining:
-        await ws.close(code=CLOSE_TRY_LATER, reason="too many sessions")
-        return
     offered = [p.strip() for p in ws.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
+    if state.realtime_sessions >= settings.realtime_max_sessions or state.draining:
+        # Accept, then close: a close before accept is an HTTP 403 and the client never sees 1013.
+        await ws.accept(subprotocol="realtime" if "realtime" in offered else None)
+        await ws.close(code=CLOSE_TRY_LATER, reason="server shutting down" if state.draining else "too many sessions")
+        return
     await ws.accept(subprotocol="realtime" if "realtime" in offered else None)
     state.realtime_sessions += 1
     state.metrics.ws_active.inc()
@@ -193,9 +197,13 @@ async def realtime(ws: WebSocket) -> None:
             if remaining <= 0:
                 close_code, reason = CLOSE_MAX_LENGTH, "maximum session length reached"
                 break
+            drain = getattr(ws.app.state, "drain", None)
+            receive = ws.receive() if drain is None else drain.wait_expired_or(ws.receive())
             try:
-                message = await asyncio.wait_for(ws.receive(), timeout=min(settings.realtime_idle_timeout_s,
-                                                                           remaining))
+                message = await asyncio.wait_for(receive, timeout=min(settings.realtime_idle_timeout_s, remaining))
+            except DrainExpired:
+                close_code, reason = CLOSE_GOING_AWAY, "server shutting down"
+                break
             except asyncio.TimeoutError:
                 if time.monotonic() - started >= settings.realtime_max_session_s:
                     close_code, reason = CLOSE_MAX_LENGTH, "maximum session length reached"

@@ -23,10 +23,10 @@ CONSTRAINTS = ROOT / "deploy" / "docker"
 #: The container user of every final image (Dockerfile) and of every pod (securityContext).
 CONTAINER_UID = 10001
 
-#: MEGAASR_* variables the deployment sets before the service has the setting: the drain grace
-#: period (issue #9 §5) and the vLLM server URL (issue #9 §1). Any other MEGAASR_* name must be a
+#: MEGAASR_* variables the deployment may set before the service has the setting (none now: the
+#: drain grace period and the vLLM URL are Settings fields). Any other MEGAASR_* name must be a
 #: field of service.config.Settings, so a typo cannot pass silently.
-PENDING_SETTINGS = {"MEGAASR_DRAIN_GRACE_S", "MEGAASR_VLLM_URL"}
+PENDING_SETTINGS: set[str] = set()
 
 
 # --- Dockerfile ----------------------------------------------------------------------------------
