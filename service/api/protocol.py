@@ -36,7 +36,7 @@ class SegmentOut(BaseModel):
     temperature: float
     avg_logprob: float
     compression_ratio: float
-    no_speech_prob: float
+    no_speech_prob: float | None = None  # None: the engine cannot measure it (vLLM does not report it)
 
 
 class RouterInfo(BaseModel):

@@ -58,7 +58,7 @@ class Segment:
     temperature: float
     avg_logprob: float
     compression_ratio: float
-    no_speech_prob: float
+    no_speech_prob: float | None  # None where the engine cannot measure it (vLLM)
     words: list[Word] | None = None
 
 

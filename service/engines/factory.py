@@ -31,4 +31,9 @@ def build_engine(settings: Settings) -> Engine:
         from service.engines.embedded import EmbeddedEngine
 
         return EmbeddedEngine(path, model_id_for(model), settings, robust=bundle)
-    raise NotImplementedError(f"engine '{settings.engine}' is not available yet")
+    if settings.engine == "vllm":
+        # The local checkpoint gives the vocabulary (language checks); vLLM serves the weights.
+        from service.engines.vllm_engine import VllmEngine
+
+        return VllmEngine(path, model_id_for(model), settings, robust=bundle)
+    raise ValueError(f"unknown engine '{settings.engine}' (use embedded or vllm)")
