@@ -1,0 +1,1 @@
+"""Reliability tooling: the loopback load test (python -m reliability.loadtest)."""
