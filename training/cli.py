@@ -40,8 +40,17 @@ def _cmd_sft(args: argparse.Namespace) -> int:
     cfg = _config(args)
     final = train_sft(cfg.sft, args.data or cfg.data.out_dir, cfg.data.clean_fraction, cfg.data.learnability_max_wer,
                       max_steps=args.max_steps)
+    _leave_process_group()
     print(final)
     return 0
+
+
+def _leave_process_group() -> None:
+    """End the torchrun process group (if any) cleanly."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _cmd_rl(args: argparse.Namespace) -> int:
@@ -103,7 +112,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_config(data)
     data.set_defaults(func=_cmd_data)
 
-    sft = stages.add_parser("sft", help="A2S-SFT: three LoRA phases (upper encoder, decoder, joint), merged between")
+    sft = stages.add_parser("sft", help="A2S-SFT: three LoRA phases (upper encoder, decoder, joint), merged between",
+                            description="A2S-SFT. Multi-process: torchrun --nproc_per_node N -m service.cli train sft "
+                                        "(gloo on the CPU, NCCL with CUDA; [sft].batch_size is the global batch).")
     _add_config(sft)
     sft.add_argument("--data", help="manifest folder (default: [data].out_dir)")
     sft.add_argument("--max-steps", type=int, help="stop each phase after this many steps (resume later)")

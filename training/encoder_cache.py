@@ -68,8 +68,10 @@ class LowerStateCache:
         if missing:
             was_training = self.model.training
             self.model.eval()
-            states = lower_states(self.model, self.features([self.load_audio(p) for _, p in missing]), self.n_frozen)
-            self.model.train(was_training)
-            for (key, _), state in zip(missing, states):
+            # One clip at a time: a clip's states must not depend on which clips share its batch
+            # (GEMM blocking changes the last bits), or a resumed or multi-rank run would drift.
+            for key, path in missing:
+                state = lower_states(self.model, self.features([self.load_audio(path)]), self.n_frozen)[0]
                 self._store[key] = state.to(self.dtype)
+            self.model.train(was_training)
         return torch.stack([self._store[k] for k in keys]).float()

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from training import distributed
 from training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from training.config import PhaseConfig, SFTConfig
 from training.data import CLEAN, learnable, read_manifest, wer_subset
@@ -75,15 +76,23 @@ class Pieces:
 
 
 def step_loss(model: torch.nn.Module, rows: list[dict[str, Any]], pieces: Pieces, encoder_trains: bool) -> torch.Tensor:
-    """Teacher-forced CE over one batch, running only the blocks above the cached ones."""
+    """Teacher-forced CE over one batch (token mean), running only the blocks above the cached ones."""
+    total, count = step_loss_sum(model, rows, pieces, encoder_trains)
+    return total / max(1, count)
+
+
+def step_loss_sum(model: torch.nn.Module, rows: list[dict[str, Any]], pieces: Pieces,
+                  encoder_trains: bool) -> tuple[torch.Tensor, int]:
+    """Summed token CE of one batch and its number of target tokens (what DDP ranks add up)."""
     hidden = pieces.cache.get([r["id"] for r in rows], [r["audio"] for r in rows])
     with torch.set_grad_enabled(encoder_trains and torch.is_grad_enabled()):
         states = upper_states(model, hidden, pieces.n_frozen)
     inputs, labels = decoder_targets([r["text"] for r in rows], [r["speech_end"] for r in rows],
                                      pieces.processor, pieces.tokens)
     logits = decoder_logits(model, states, inputs)
-    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
-                                             ignore_index=IGNORE_INDEX)
+    total = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                                              ignore_index=IGNORE_INDEX, reduction="sum")
+    return total, int((labels != IGNORE_INDEX).sum())
 
 
 def lr_lambda(total: int, warmup_fraction: float):
@@ -120,9 +129,18 @@ def evaluate(model: torch.nn.Module, rows: list[dict[str, Any]], pieces: Pieces,
 def train_phase(model: torch.nn.Module, index: int, phase: PhaseConfig, cfg: SFTConfig, train_rows: list[dict],
                 val_rows: list[dict], pieces: Pieces, decoder: Decoder | None, out_dir: Path,
                 clean_fraction: float, max_steps: int | None = None) -> torch.nn.Module:
-    """Train one phase's fresh LoRA; returns the peft-wrapped model (not merged)."""
+    """Train one phase's fresh LoRA; returns the peft-wrapped model (not merged).
+
+    Under ``torchrun`` each rank takes ``rows[rank::world]`` of every global batch of
+    ``cfg.batch_size`` rows and the LoRA gradients are summed over ranks (the loss is each rank's
+    token sum over the global token count), so the step equals the single-process one; only rank 0
+    evaluates, logs and writes checkpoints.
+    """
+    world = distributed.current()
     torch.manual_seed(cfg.seed + index)
     peft_model = add_lora(model, phase.scope, cfg.upper_encoder_blocks, cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout)
+    trainable = [p for p in peft_model.parameters() if p.requires_grad]
+    distributed.broadcast_parameters(trainable, world)
     encoder_trains = bool(encoder_block_ids(model.config.encoder_layers, cfg.upper_encoder_blocks, phase.scope))
     optimizer = torch.optim.AdamW(param_groups(peft_model, {"encoder": phase.lr_encoder, "decoder": phase.lr_decoder},
                                                cfg.weight_decay))
@@ -135,21 +153,29 @@ def train_phase(model: torch.nn.Module, index: int, phase: PhaseConfig, cfg: SFT
         start = load_checkpoint(latest, peft_model, optimizer, scheduler)["step"]
         log.info("resumed phase %d at step %d from %s", index, start, latest)
     pools = [sft_pool(train_rows, clean_fraction, wer, cfg.seed) for wer in phase.curriculum]
-    metrics = open(out_dir / "metrics.jsonl", "a")
+    metrics = open(out_dir / "metrics.jsonl", "a") if world.main else None
     peft_model.train()
     stop = total if max_steps is None else min(total, max_steps)
-    bar = tqdm(range(start, stop), desc=f"SFT {phase.name}", unit="step", initial=start, total=total)
+    bar = tqdm(range(start, stop), desc=f"SFT {phase.name}", unit="step", initial=start, total=total,
+               disable=not world.main)
     for step in bar:
         stage = step // phase.steps_per_stage
         started = time.monotonic()
+        # Dropout masks are a pure function of (seed, phase, step, rank): resume needs no RNG state.
+        torch.manual_seed(int(np.random.default_rng([cfg.seed, index, step, world.rank]).integers(2**62)))
         loss_value = 0.0
         for micro in range(cfg.grad_accum):
             rows = batch_rows(pools[stage], cfg.batch_size, cfg.seed, index, stage, step * cfg.grad_accum + micro)
-            loss = step_loss(peft_model, rows, pieces, encoder_trains) / cfg.grad_accum
+            if len(rows) < world.size:
+                raise ValueError(f"global batch {len(rows)} is smaller than the world size {world.size}")
+            rows = distributed.shard(rows, world)
+            loss_sum, n_tokens = step_loss_sum(peft_model, rows, pieces, encoder_trains)
+            n_global = float(distributed.all_sum(n_tokens, world))
+            loss = loss_sum / max(1.0, n_global) / cfg.grad_accum
             loss.backward()
-            loss_value += float(loss.detach())
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(
-            [p for p in peft_model.parameters() if p.requires_grad], cfg.max_grad_norm))
+            loss_value += float(distributed.all_sum(float(loss.detach()), world))
+        distributed.sum_gradients(trainable, world)
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm))
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
@@ -157,26 +183,37 @@ def train_phase(model: torch.nn.Module, index: int, phase: PhaseConfig, cfg: SFT
                   "max_wer": phase.curriculum[stage], "loss": loss_value, "grad_norm": grad_norm,
                   "lr": {g["name"]: g["lr"] for g in optimizer.param_groups}, "seconds": time.monotonic() - started}
         bar.set_postfix(loss=f"{loss_value:.3f}", stage=stage)
-        if cfg.eval_every and ((step + 1) % cfg.eval_every == 0 or step + 1 == total):
+        if world.main and cfg.eval_every and ((step + 1) % cfg.eval_every == 0 or step + 1 == total):
             record.update(evaluate(peft_model, val_rows, pieces, decoder, cfg.batch_size))
             log.info("phase %d step %d: %s", index, step + 1, {k: v for k, v in record.items() if "val" in k})
-        metrics.write(json.dumps(record) + "\n")
-        metrics.flush()
+        if metrics is not None:
+            metrics.write(json.dumps(record) + "\n")
+            metrics.flush()
         if cfg.save_every and ((step + 1) % cfg.save_every == 0 or step + 1 == stop):
-            save_checkpoint(ckpt_root / f"{prefix}-step{step + 1}", peft_model, optimizer, scheduler,
-                            {"phase": index, "step": step + 1, "config": cfg.model_dump()})
-    metrics.close()
+            if world.main:
+                save_checkpoint(ckpt_root / f"{prefix}-step{step + 1}", peft_model, optimizer, scheduler,
+                                {"phase": index, "step": step + 1, "world_size": world.size,
+                                 "config": cfg.model_dump()})
+            distributed.barrier(world)
+    if metrics is not None:
+        metrics.close()
     return peft_model
 
 
 # -- the three phases --------------------------------------------------------------------------
 def train_sft(cfg: SFTConfig, data_dir: str | Path, clean_fraction: float = 0.1, learnability_max_wer: float = 0.7,
               max_steps: int | None = None) -> Path:
-    """Run (or resume) every phase; returns the folder of the final merged checkpoint."""
-    torch.set_num_threads(cfg.threads)
+    """Run (or resume) every phase; returns the folder of the final merged checkpoint.
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) the ranks join a process group (gloo on the CPU, NCCL
+    with CUDA, or ``MEGAASR_DIST_BACKEND``), share the threads of a node, and only rank 0 writes.
+    """
+    world = distributed.init()
+    torch.set_num_threads(max(1, cfg.threads // world.local_size))
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.json").write_text(json.dumps(cfg.model_dump(), indent=2))
+    if world.main:
+        (out_dir / "config.json").write_text(json.dumps(cfg.model_dump(), indent=2))
     train_rows = learnable(read_manifest(Path(data_dir) / "train.jsonl"), learnability_max_wer)
     val_all = [r for r in read_manifest(Path(data_dir) / "val.jsonl") if r["scenario"] != CLEAN]
     val_rows = [val_all[i] for i in np.random.default_rng(cfg.seed).permutation(len(val_all))[:cfg.eval_samples]]
@@ -185,7 +222,7 @@ def train_sft(cfg: SFTConfig, data_dir: str | Path, clean_fraction: float = 0.1,
     features = FeatureMaker(processor, model.config)
     pieces = Pieces(processor, TargetTokens.from_processor(processor, model.config), features,
                     LowerStateCache(model, n_frozen, features, read_audio), n_frozen)
-    decoder = Decoder(base_dir, threads=cfg.threads) if cfg.eval_every else None
+    decoder = Decoder(base_dir, threads=cfg.threads) if cfg.eval_every and world.main else None
     for index, phase in enumerate(cfg.phases):
         phase_dir = out_dir / f"phase{index}"
         if (phase_dir / "done").exists():
@@ -196,17 +233,23 @@ def train_sft(cfg: SFTConfig, data_dir: str | Path, clean_fraction: float = 0.1,
                                  clean_fraction, max_steps)
         if max_steps is not None and max_steps < phase.steps_per_stage * len(phase.curriculum):
             return out_dir  # a partial run (tests, time limits): resume later
-        peft_model.save_pretrained(phase_dir / "adapter")
+        if world.main:
+            peft_model.save_pretrained(phase_dir / "adapter")
         model = merge(peft_model) if phase.merge_after else peft_model
-        save_full_checkpoint(model, base_dir, phase_dir / "merged")
-        (phase_dir / "done").write_text("ok\n")
+        if world.main:
+            save_full_checkpoint(model, base_dir, phase_dir / "merged")
+            (phase_dir / "done").write_text("ok\n")
+        distributed.barrier(world)
         pieces.cache.model = model
     final = out_dir / "final"
-    save_full_checkpoint(model, base_dir, final)
-    (final / "megaasr_training.json").write_text(json.dumps(
-        {"stage": "sft", "base_model": cfg.base_model, "phases": [p.model_dump() for p in cfg.phases],
-         "adapters": [str(out_dir / f"phase{i}" / "adapter") for i in range(len(cfg.phases))]}, indent=2))
-    plot_curves(out_dir / "metrics.jsonl", out_dir / "sft-curves.png")
+    if world.main:
+        save_full_checkpoint(model, base_dir, final)
+        (final / "megaasr_training.json").write_text(json.dumps(
+            {"stage": "sft", "base_model": cfg.base_model, "phases": [p.model_dump() for p in cfg.phases],
+             "adapters": [str(out_dir / f"phase{i}" / "adapter") for i in range(len(cfg.phases))],
+             "world_size": world.size}, indent=2))
+        plot_curves(out_dir / "metrics.jsonl", out_dir / "sft-curves.png")
+    distributed.barrier(world)
     return final
 
 
