@@ -46,6 +46,12 @@ class DataConfig(_Strict):
     max_utterances: int | None = None  # cap on clean utterances per split (for quick runs)
     wer_grades: list[float] = [0.3, 0.5, 0.7]
     learnability_max_wer: float = 0.7  # drop samples the base model gets more than this wrong
+    #: Share of clean training utterances delivered through an 8 kHz telephone band before simulation
+    #: (clean row included): real telephone speech is narrowband; TTS is not.
+    narrowband_fraction: float = Field(0.0, ge=0.0, le=1.0)
+    #: Noise-only and silent training clips (empty target), as a share of the degraded training clips.
+    nonspeech_fraction: float = Field(0.0, ge=0.0, le=1.0)
+    sonic_pi_dir: str = "/usr/share/sonic-pi/samples"  # real CC0 noise for the noise-only clips
 
 
 class LoraConfig(_Strict):
@@ -130,6 +136,15 @@ class RouterTrainConfig(_Strict):
     weak_noise_db: float = -55.0  # augmentation: weak white noise at this dBFS (clean stays clean)
     narrowband_prob: float = 0.0  # augmentation: share of clips band-limited through 8 kHz first
     max_seconds: float = 30.0
+    #: Real clean speakers (audio files, globs allowed; ``.raw`` = 16-bit 16 kHz PCM) added to the
+    #: clean class, cut into ``chunk_seconds`` pieces, each also simulated ``real_degraded_copies`` times.
+    real_clean_train: list[str] = []
+    real_degraded_copies: int = 2
+    chunk_seconds: float = 4.0
+    #: Validation speakers that are real people (accuracy/AUC reported for them alone).
+    real_val_speakers: list[str] = ["librivox"]
+    #: Add a telephone-band copy of every clean validation clip (label clean) to the validation set.
+    narrowband_val: bool = False
     seed: int = 0
     threads: int = 2
 

@@ -36,12 +36,14 @@ from training.sources import (
     sentence_split,
     speech_end_seconds,
     synthesise,
+    telephone_band,
     tts_utterances,
     write_audio,
 )
 
 log = logging.getLogger(__name__)
 
+NOISE_ONLY, SILENT = "noise_only", "silent"
 IMPORTANT_DOUBLES = ("far_field_crosstalk", "far_field_noise", "far_field_stutter", "noise_stutter")
 CLEAN = "clean"
 
@@ -131,6 +133,52 @@ def clip_rows(utt: CleanUtterance, audio: np.ndarray, split: str, copies: int, c
     return rows
 
 
+def narrowband(utt: CleanUtterance, audio: np.ndarray, out_dir: Path) -> tuple[CleanUtterance, np.ndarray]:
+    """The same utterance through an 8 kHz telephone band (a new clean recording on disk)."""
+    audio = telephone_band(audio)
+    path = out_dir / "clean8k" / f"{utt.id.replace('/', '_')}.wav"
+    write_audio(path, audio)
+    return CleanUtterance(f"{utt.id}@8k", utt.text, utt.speaker, utt.source, str(path), utt.prompt_name), audio
+
+
+def nonspeech_rows(n: int, split: str, rng: np.random.Generator, out_dir: Path,
+                   sonic_pi_dir: str | Path | None) -> list[dict[str, Any]]:
+    """``n`` clips with no speech and an empty target: real noise (sonic-pi CC0), coloured noise, silence.
+
+    Half are real recorded noise where the sonic-pi samples are installed, a third of the rest
+    coloured noise, the remainder digital silence or a quiet room tone; levels -50..-12 dBFS.
+    """
+    from simulation.noise_bank import COLOURS, NoiseBank, coloured_noise
+
+    bank = NoiseBank(sonic_pi_dir) if sonic_pi_dir and Path(sonic_pi_dir).is_dir() else None
+    rows = []
+    for i in range(n):
+        length = int(rng.uniform(1.5, 8.0) * 16000)
+        kind = rng.random()
+        if kind < 0.5 and bank is not None:
+            noise, info = bank.sample(length, 16000, rng)
+            scenario, source = NOISE_ONLY, f"sonic_pi:{info['source']}"
+        elif kind < 0.8:
+            colour = COLOURS[int(rng.integers(len(COLOURS)))]
+            noise, scenario, source = coloured_noise(colour, length, rng), NOISE_ONLY, f"coloured:{colour}"
+        else:
+            noise, scenario, source = coloured_noise("pink", length, rng), SILENT, "silence"
+        if scenario == SILENT:
+            level = 0.0 if rng.random() < 0.5 else 10 ** (rng.uniform(-70.0, -50.0) / 20)
+        else:
+            level = 10 ** (rng.uniform(-50.0, -12.0) / 20)
+        rms = float(np.sqrt(np.mean(noise ** 2))) or 1.0
+        audio = (noise / rms * level).clip(-1, 1).astype(np.float32)
+        clip_id = f"{scenario}-{split}-{i}"
+        path = out_dir / "sim" / split / f"{clip_id}.wav"
+        write_audio(path, audio)
+        rows.append({"id": clip_id, "audio": str(path), "text": "", "speaker": "none", "source": source,
+                     "split": split, "clean_id": None, "speech_end": 0.0, "duration": round(length / 16000, 3),
+                     "scenario": scenario, "effects": [], "n_effects": 0, "severity": 0.0, "seed": None,
+                     "base_hyp": "", "base_wer": 0.0})
+    return rows
+
+
 def record_base_wer(rows: list[dict[str, Any]], transcribe, batch_size: int = 32) -> None:
     """Add ``base_hyp`` and ``base_wer`` to every row (the served decode of the base model)."""
     from service.scoring import score
@@ -175,12 +223,15 @@ def build_datasets(cfg: DataConfig, base_model: str, threads: int = 2) -> dict[s
     plan = plan_clean(cfg, guard)
     names = resolve_scenarios("all")
     rng = np.random.default_rng(cfg.seed)
+    band_rng = np.random.default_rng([cfg.seed, 8000])
     rows: dict[str, list[dict[str, Any]]] = {}
     for split, utts in plan.items():
         copies = cfg.train_copies if split == "train" else cfg.val_copies
         rows[split] = []
         for utt in tqdm(utts, desc=f"simulate {split}", unit="utt"):
             utt, audio = materialise(utt, out_dir)
+            if split == "train" and band_rng.random() < cfg.narrowband_fraction:
+                utt, audio = narrowband(utt, audio, out_dir)
             rows[split] += clip_rows(utt, audio, split, copies, cfg, rng, out_dir, names)
     decoder = Decoder(resolve_model(base_model), threads=threads)
     for split in rows:
@@ -188,8 +239,11 @@ def build_datasets(cfg: DataConfig, base_model: str, threads: int = 2) -> dict[s
         # encoder pass per clip (a full 30-s window) is the cost of this whole step.
         scored = [r for r in rows[split] if r["scenario"] != CLEAN]
         record_base_wer(scored, decoder)
+    n_nonspeech = int(round(cfg.nonspeech_fraction * sum(r["scenario"] != CLEAN for r in rows["train"])))
+    rows["train"] += nonspeech_rows(n_nonspeech, "train", np.random.default_rng([cfg.seed, 0]), out_dir,
+                                    cfg.sonic_pi_dir)
     paths = {split: write_manifest(r, out_dir / f"{split}.jsonl") for split, r in rows.items()}
-    degraded = [r for r in rows["train"] if r["scenario"] != CLEAN]
+    degraded = [r for r in rows["train"] if r["scenario"] not in (CLEAN, NOISE_ONLY, SILENT)]
     for grade in cfg.wer_grades:
         paths[f"train-wer{int(grade * 100)}"] = write_manifest(
             wer_subset(degraded, grade), out_dir / f"train-wer{int(grade * 100)}.jsonl")
@@ -198,6 +252,8 @@ def build_datasets(cfg: DataConfig, base_model: str, threads: int = 2) -> dict[s
         "counts": {k: len(read_manifest(p)) for k, p in paths.items()},
         "speakers": {s: sorted({r["speaker"] for r in r_}) for s, r_ in rows.items()},
         "learnable_train": len(learnable(degraded, cfg.learnability_max_wer)),
+        "nonspeech_train": n_nonspeech,
+        "narrowband_clean_train": sum(r["scenario"] == CLEAN and r["id"].endswith("@8k") for r in rows["train"]),
         "dropped_by_learnability": len(degraded) - len(learnable(degraded, cfg.learnability_max_wer)),
         "scenario_counts_train": dict(Counter(r["scenario"] for r in degraded)),
         "base_wer_degraded": {s: corpus_score((r["text"], r["base_hyp"]) for r in r_ if r["scenario"] != CLEAN).wer

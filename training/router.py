@@ -22,20 +22,13 @@ from tqdm import tqdm
 from service.models.router_net import AudioQualityRouter
 from training.config import RouterTrainConfig
 from training.data import CLEAN, read_manifest
-from training.sources import SAMPLE_RATE, read_audio
+from training.sources import SAMPLE_RATE, read_audio, telephone_band
 
 
 def labelled(rows: list[dict[str, Any]], max_seconds: float) -> tuple[list[np.ndarray], np.ndarray]:
     """Audio (cut to ``max_seconds``) and labels: 1 = degraded ("dirty"), 0 = clean."""
     audios = [read_audio(r["audio"])[: int(max_seconds * SAMPLE_RATE)] for r in rows]
     return audios, np.array([0 if r["scenario"] == CLEAN else 1 for r in rows])
-
-
-def telephone_band(audio: np.ndarray) -> np.ndarray:
-    """Through 8 kHz and back: clean speech as a telephone or an 8 kHz prompt delivers it."""
-    import soxr
-
-    return soxr.resample(soxr.resample(audio, SAMPLE_RATE, 8000), 8000, SAMPLE_RATE)[: len(audio)].astype(np.float32)
 
 
 def augment(audio: np.ndarray, rng: np.random.Generator, gain_db: float, noise_db: float,

@@ -169,9 +169,16 @@ def to_16k(audio: np.ndarray, sr: int) -> np.ndarray:
 
 
 def read_audio(path: str | Path) -> np.ndarray:
-    """Any readable file → mono float32 16 kHz."""
+    """Any readable file → mono float32 16 kHz (``.raw``: headerless 16-bit 16 kHz PCM, pocketsphinx's)."""
+    if str(path).endswith(".raw"):
+        return (np.fromfile(str(path), dtype="<i2").astype(np.float32) / 32768.0)
     audio, sr = sf.read(str(path), dtype="float32", always_2d=True)
     return to_16k(audio.mean(axis=1), sr)
+
+
+def telephone_band(audio: np.ndarray) -> np.ndarray:
+    """Through 8 kHz and back: clean speech as a telephone or an 8 kHz prompt delivers it."""
+    return soxr.resample(soxr.resample(audio, SAMPLE_RATE, 8000), 8000, SAMPLE_RATE)[: len(audio)].astype(np.float32)
 
 
 def write_audio(path: str | Path, audio: np.ndarray) -> None:

@@ -69,10 +69,10 @@ class TargetTokens:
 
 
 def target_ids(processor: WhisperProcessor, tokens: TargetTokens, text: str, end_seconds: float) -> list[int]:
-    """Full decoder sequence: prefix, <|0.00|>, text tokens, <|end|>, <|endoftext|>."""
+    """Full decoder sequence: prefix, <|0.00|>, text tokens, <|end|>, <|endoftext|> (empty text: prefix, <|0.00|>, <|endoftext|>)."""
     body = processor.tokenizer.encode(" " + text.strip(), add_special_tokens=False) if text.strip() else []
-    if not body:
-        return [*tokens.prefix, tokens.no_timestamps, tokens.eot]
+    if not body:  # no speech: the served timestamp decode of "nothing said" (<|0.00|> then end of text)
+        return [*tokens.prefix, tokens.timestamp_begin, tokens.eot]
     return [*tokens.prefix, tokens.timestamp_begin, *body, tokens.timestamp(end_seconds), tokens.eot]
 
 
