@@ -21,7 +21,7 @@ import numpy as np
 import soxr
 
 from service.engines.base import TranscriptionOptions, TranscriptionResult
-from service.errors import ServiceError
+from service.errors import Overloaded, ServiceError
 from service.streaming.stabilizer import StablePrefix
 from service.streaming.vad import SAMPLE_RATE, EnergyVad, VadConfig
 
@@ -29,6 +29,7 @@ Transcribe = Callable[[np.ndarray, TranscriptionOptions], Awaitable[Transcriptio
 Emit = Callable[[dict], Awaitable[None]]
 
 _ids = itertools.count(1)
+FINAL_RETRY_S = 30.0  # how long a final transcript waits for room in a full engine queue
 
 
 def new_id(prefix: str) -> str:
@@ -215,7 +216,7 @@ class TranscriptionSession:
     async def _final(self, item: _Utterance) -> None:
         try:
             async with self._lock:
-                result = await self._transcribe(item.audio(), self._options(final=True))
+                result = await self._transcribe_final(item.audio())
         except ServiceError as exc:
             await self._emit({"type": "conversation.item.input_audio_transcription.failed",
                               "item_id": item.item_id, "content_index": 0,
@@ -228,6 +229,19 @@ class TranscriptionSession:
                               "item_id": item.item_id, "content_index": 0, "delta": rest})
         await self._emit({"type": "conversation.item.input_audio_transcription.completed",
                           "item_id": item.item_id, "content_index": 0, "transcript": text})
+
+    async def _transcribe_final(self, audio: np.ndarray) -> TranscriptionResult:
+        """A committed utterance cannot be sent again by the client: when the engine queue is full,
+        wait and retry (bounded by FINAL_RETRY_S) instead of failing it at once."""
+        delay, deadline = 0.05, time.monotonic() + FINAL_RETRY_S
+        while True:
+            try:
+                return await self._transcribe(audio, self._options(final=True))
+            except Overloaded:
+                if time.monotonic() + delay > deadline:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
 
     async def drain(self) -> None:
         """Decode every committed utterance still waiting (used on graceful close)."""
