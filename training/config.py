@@ -140,6 +140,7 @@ class RouterTrainConfig(_Strict):
     #: clean class, cut into ``chunk_seconds`` pieces, each also simulated ``real_degraded_copies`` times.
     real_clean_train: list[str] = []
     real_degraded_copies: int = 2
+    real_oversample: int = 1  # each real clip appears this often per epoch (differently augmented)
     chunk_seconds: float = 4.0
     #: Validation speakers that are real people (accuracy/AUC reported for them alone).
     real_val_speakers: list[str] = ["librivox"]

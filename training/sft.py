@@ -45,7 +45,12 @@ log = logging.getLogger(__name__)
 
 # -- data --------------------------------------------------------------------------------------
 def sft_pool(rows: list[dict[str, Any]], clean_fraction: float, max_wer: float, seed: int) -> list[dict[str, Any]]:
-    """Degraded clips under ``max_wer`` base WER, plus a seeded share of clean clips."""
+    """Degraded clips under ``max_wer`` base WER, plus a seeded share of clean clips.
+
+    ``max_wer`` >= 1.0 means the whole (learnability-filtered) split, omissions (WER exactly 1.0) included.
+    """
+    if max_wer >= 1.0:
+        max_wer = float("inf")
     degraded = [r for r in rows if r["scenario"] != CLEAN]
     clean = [r for r in rows if r["scenario"] == CLEAN]
     rng = np.random.default_rng(seed)
