@@ -70,14 +70,20 @@ FROM base AS vllm-builder
 ARG PIP_VERSION=26.3
 ARG VLLM_VERSION=0.32.0
 COPY deploy/docker/constraints-gpu.txt /build/constraints-gpu.txt
+COPY deploy/vllm-plugin /build/vllm-plugin
 # Measured on the CPU build (issue #9): the torchvision/torchaudio/torchcodec wheels vLLM pulls
-# do not match its torch and break imports; without them vLLM decodes audio with soundfile/PyAV.
-# Re-check on a GPU before relying on either.
+# do not match its torch and break imports; without them vLLM decodes audio with soundfile/PyAV,
+# which the [audio] extra brings (without it every upload is "Invalid or unsupported audio file").
+# Re-check on a GPU before relying on either. Then Mega-ASR's vLLM plugin (deploy/vllm-plugin: the
+# Whisper prompt for English-only checkpoints and a segment parser that keeps untimed text),
+# loaded by vLLM through its "vllm.general_plugins" entry point.
 RUN python -m venv /opt/vllm \
  && /opt/vllm/bin/python -m pip install "pip==${PIP_VERSION}" \
- && /opt/vllm/bin/pip install --only-binary :all: --constraint /build/constraints-gpu.txt "vllm==${VLLM_VERSION}" \
+ && /opt/vllm/bin/pip install --only-binary :all: --constraint /build/constraints-gpu.txt "vllm[audio]==${VLLM_VERSION}" \
  && /opt/vllm/bin/pip uninstall --yes torchvision torchaudio torchcodec \
- && /opt/vllm/bin/python -c "import vllm, torch; print('vllm', vllm.__version__, 'torch', torch.__version__)"
+ && /opt/vllm/bin/pip install --no-deps --no-build-isolation --constraint /build/constraints-gpu.txt /build/vllm-plugin \
+ && /opt/vllm/bin/python -c "import vllm, torch, soundfile, av; print('vllm', vllm.__version__, 'torch', torch.__version__)" \
+ && /opt/vllm/bin/python -c "from importlib.metadata import entry_points as e; assert 'megaasr_whisper' in {p.name for p in e(group='vllm.general_plugins')}"
 
 # ---------------------------------------------------------------------------------------------
 # runtime: what the final images share (each adds its own /opt/venv). Non-root user 10001, model

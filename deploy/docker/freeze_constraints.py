@@ -167,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.gpu:
         args.output = args.output or GPU_OUTPUT
-        text = render(resolve(f"vllm=={VLLM_VERSION}"), GPU_HEADER)
+        # [audio]: soundfile/PyAV/soxr; without them vLLM answers every upload "Invalid or unsupported audio".
+        text = render(resolve(f"vllm[audio]=={VLLM_VERSION}"), GPU_HEADER)
     elif args.cuda:
         args.output = args.output or CUDA_OUTPUT
         text = render(resolve(_pinned_torch(), OUTPUT), CUDA_HEADER)

