@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from service.api.app import create_app
 from service.api.state import ServiceState
 from service.config import Settings
+from service.engines.embedded import EmbeddedEngine
 from service.engines.base import Engine, ModelInfo, TranscriptionOptions, TranscriptionResult
 from service.errors import InvalidRequest
 from service.metrics import Metrics
@@ -82,7 +83,9 @@ def test_store_round_trip_and_garbage_is_cleaned(tmp_path) -> None:
 
 def _manager(tmp_path, **settings) -> StressJobs:
     s = Settings(home=tmp_path, **settings)
-    return StressJobs(ServiceState(s, engine=None, metrics=Metrics()))  # type: ignore[arg-type]
+    # The job manager never decodes here: an engine that is built but never started is enough.
+    idle_engine = EmbeddedEngine(tmp_path / "no-model", "idle", s)
+    return StressJobs(ServiceState(s, engine=idle_engine, metrics=Metrics()))
 
 
 def test_a_job_running_at_a_crash_is_interrupted_on_start(tmp_path) -> None:
