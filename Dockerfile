@@ -106,7 +106,9 @@ ENV PATH=/opt/venv/bin:$PATH \
     HF_HOME=/var/lib/megaasr/hf \
     HF_HUB_OFFLINE=1 \
     TRANSFORMERS_OFFLINE=1 \
-    MPLCONFIGDIR=/tmp/matplotlib
+    MPLCONFIGDIR=/tmp/matplotlib \
+    MALLOC_MMAP_THRESHOLD_=131072 \
+    MALLOC_ARENA_MAX=2
 VOLUME ["/var/lib/megaasr"]
 WORKDIR /var/lib/megaasr
 EXPOSE 8000
