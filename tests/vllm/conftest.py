@@ -153,6 +153,14 @@ def vllm_settings(tiny_en_dir: Path, home: Path, base: VllmServer, **overrides) 
 
 # -- the fixtures the shared API and stress tests ask for, now in front of vLLM -----------------------
 @pytest.fixture(scope="session")
+def clean_wer_bound() -> float:
+    """vLLM decodes tiny.en a little differently from the embedded engine (no OpenAI timestamp rules
+    or suppress tokens; its own CPU kernels): measured 5/71 = 0.070 on the five LibriVox utterances
+    (it writes "coldhearted" where the embedded engine writes "cold-hearted"), against 3/71 = 0.042."""
+    return 0.08
+
+
+@pytest.fixture(scope="session")
 def api_settings(tiny_en_dir: Path, vllm_servers, tmp_path_factory) -> Settings:
     """Same small limits as tests/api (max_batch_size = requests in flight to vLLM at once)."""
     return vllm_settings(tiny_en_dir, tmp_path_factory.mktemp("home"), vllm_servers["base"], max_upload_mb=1.0,

@@ -105,6 +105,7 @@ def test_prompt_is_accepted_and_keeps_the_transcript(server: str, librivox) -> N
     assert "dashwood" in r.json()["text"].lower()
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # uvicorn's exit(3)
 def test_start_fails_fast_when_the_served_name_is_wrong(vllm_servers, tiny_en_dir: Path, tmp_path: Path) -> None:
     settings = vllm_settings(tiny_en_dir, tmp_path, vllm_servers["base"], vllm_served_model="whisper-large-v9")
     started = time.monotonic()
