@@ -52,7 +52,11 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
             eng = SupervisedEngine(build_engine(settings), settings, on_ready_change=metrics.engine_ready.set)
         state = ServiceState(settings, eng, metrics)
         app.state.service = state
-        await eng.start()
+        try:
+            await eng.start()
+        except Exception as exc:  # kept for lifecycle.serve's one-line exit message (the traceback is logged)
+            app.state.start_error = exc
+            raise
         metrics.engine_ready.set(1)
         state.router = _load_router(settings, eng)
         log.info("router: %s", state.router.status)

@@ -197,6 +197,14 @@ def serve(app: FastAPI, host: str, port: int, log_level: str = "info") -> None:
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level,
                             timeout_graceful_shutdown=AFTER_DRAIN_TIMEOUT_S)
     server = DrainingServer(config, app, drain)
-    server.run()
+    try:
+        server.run()
+    except SystemExit:
+        # uvicorn exits with 3 when start-up fails; end with the reason on one line (the traceback
+        # above it is uvicorn's log), so `docker logs` and CI show what to fix last.
+        error = getattr(app.state, "start_error", None)
+        if server.started or error is None:
+            raise
+        raise SystemExit(f"megaasr: cannot start: {error}") from None
     if not server.started:
-        raise SystemExit(3)  # start-up failed (the lifespan logged why), as uvicorn.run does
+        raise SystemExit(3)
