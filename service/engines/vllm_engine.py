@@ -174,6 +174,8 @@ class VllmEngine(Engine):
         self._reachable = set(self._targets)
         self._slots = asyncio.Semaphore(settings.max_batch_size)
         self._healthy = True
+        # httpx logs every request at INFO: the health poll would write a line every few seconds.
+        logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger("httpx").level))
         self._health_task = asyncio.create_task(self._watch_health(), name="vllm-health")
         self.load_seconds = time.monotonic() - started
         log.info("vLLM engine ready in %.1f s: %s", self.load_seconds,
