@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     device: str = Field("cpu", description="torch device for the embedded engine.")
     threads: int = Field(0, ge=0, description="torch intra-op threads (0 = all cores).")
     compute_type: Literal["float32", "int8"] = Field("float32", description="Embedded engine weights: fp32 or dynamic int8.")
+    trim_padding: bool = Field(False, description="Encode a window holding under 30 s of audio with only its audio "
+                               "plus trim_margin_s of padding, not the full 30 s (embedded engine; faster on short "
+                               "clips, see docs/benchmarks.md for its accuracy).")
+    trim_margin_s: float = Field(5.0, ge=0.0, le=30.0, description="Silence kept after the audio when trimming.")
     beam_size: int = Field(1, ge=1, le=10, description="Beam width for decoding.")
 
     # Batching and queueing.

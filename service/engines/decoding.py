@@ -42,14 +42,16 @@ class TokenDecoder:
 
     @torch.inference_mode()
     def decode(self, encoder_states: torch.Tensor, prompts: list[list[int]], temperature: float,
-               max_new_tokens: int, generators: list[torch.Generator | None] | None = None
-               ) -> list[WindowDecode]:
+               max_new_tokens: int, generators: list[torch.Generator | None] | None = None,
+               lengths: torch.Tensor | None = None) -> list[WindowDecode]:
+        """Decode one window per row of ``encoder_states``; ``lengths`` gives each row's valid
+        encoder positions when rows of different window lengths were padded together."""
         batch = encoder_states.shape[0]
         prompt_len = len(prompts[0])
         if any(len(p) != prompt_len for p in prompts):
             raise ValueError("all prompts in one decode call must have the same length")
         max_new = max(1, min(max_new_tokens, self.runner.max_positions - prompt_len))
-        state = self.runner.start(encoder_states, prompt_len + max_new)
+        state = self.runner.start(encoder_states, prompt_len + max_new, lengths)
         prompt = torch.tensor(prompts, dtype=torch.long)
         logits = self.runner.step(prompt, state)
         sot_index = prompts[0].index(self.vocab.sot)
@@ -60,8 +62,7 @@ class TokenDecoder:
         generated: list[list[int]] = [[] for _ in range(batch)]
         sum_logprobs = [0.0] * batch
         for step in range(max_new):
-            logits = self._apply_rules(logits, [generated[r] for r in rows.tolist()], first=step == 0)
-            logprobs = torch.log_softmax(logits, dim=-1)
+            logits, logprobs = self._rules(logits, [generated[r] for r in rows.tolist()], first=step == 0)
             if temperature == 0.0:
                 next_tokens = logits.argmax(dim=-1)
             else:
@@ -96,6 +97,12 @@ class TokenDecoder:
         return torch.cat(out)
 
     def _apply_rules(self, logits: torch.Tensor, histories: list[list[int]], first: bool) -> torch.Tensor:
+        """OpenAI's logit rules applied to a copy of ``logits`` [B, V]."""
+        return self._rules(logits, histories, first)[0]
+
+    def _rules(self, logits: torch.Tensor, histories: list[list[int]], first: bool
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ruled logits and their log-softmax (computed once: the decode loop needs both)."""
         v = self.vocab
         logits = logits.clone()
         neg_inf = float("-inf")
@@ -126,4 +133,5 @@ class TokenDecoder:
         force = ts_mass > best_text
         if bool(force.any()):
             logits[force, :ts] = neg_inf
-        return logits
+            logprobs[force] = torch.log_softmax(logits[force], dim=-1)
+        return logits, logprobs

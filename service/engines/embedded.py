@@ -136,7 +136,7 @@ def load_transcriber(path: Path, settings: Settings, adapter: Path | None = None
         WhisperForConditionalGeneration
 
     from service.engines.features import LogMel
-    from service.engines.transcriber import Transcriber
+    from service.engines.transcriber import Transcriber, WindowConfig
     from service.engines.vocabulary import load_vocabulary
     from service.engines.whisper_runner import WhisperRunner
 
@@ -149,7 +149,13 @@ def load_transcriber(path: Path, settings: Settings, adapter: Path | None = None
 
         model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload().eval()
     if settings.compute_type == "int8":
-        model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        # Dynamic int8 (weights int8 per tensor, activations quantised per call) on every Linear,
+        # the output projection included: tests/engines/test_engine_options.py checks its WER.
+        import warnings
+
+        with warnings.catch_warnings():  # torch.ao's deprecation notices; the API still works in 2.13
+            warnings.simplefilter("ignore")
+            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
     tokenizer = AutoTokenizer.from_pretrained(path)
     features = WhisperFeatureExtractor.from_pretrained(path)
     try:
@@ -157,5 +163,6 @@ def load_transcriber(path: Path, settings: Settings, adapter: Path | None = None
     except OSError:
         generation = model.generation_config
     vocab = load_vocabulary(tokenizer, generation, model.config.vocab_size)
+    window = WindowConfig(trim=settings.trim_padding, margin_frames=round(settings.trim_margin_s * 100))
     return Transcriber(WhisperRunner(model), vocab, tokenizer, LogMel(features.mel_filters),
-                       max_batch_size=settings.max_batch_size)
+                       max_batch_size=settings.max_batch_size, window=window)

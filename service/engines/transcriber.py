@@ -26,8 +26,7 @@ import torch
 
 from service.engines.base import Segment, TranscriptionOptions, TranscriptionResult
 from service.engines.decoding import TokenDecoder, WindowDecode
-from service.engines.features import (FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, SAMPLE_RATE, LogMel,
-                                      pad_or_trim)
+from service.engines.features import FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, SAMPLE_RATE, LogMel, pad_or_trim
 from service.engines.vocabulary import WhisperVocabulary
 from service.engines.whisper_runner import WhisperRunner
 from service.scoring import compression_ratio
@@ -40,6 +39,30 @@ INPUT_STRIDE = 2  # mel frames per timestamp step
 class GuardConfig:
     silence_dbfs: float = -60.0
     drop_repetitive: bool = True
+
+
+@dataclass
+class WindowConfig:
+    """How much of Whisper's 30-second padding a window that holds less audio keeps.
+
+    Whisper always encodes 30 s; for a 3-second clip that is 90 % padding, and the encoder costs
+    the same for every window. With ``trim`` a window holding ``size`` frames of audio is encoded as
+    ``size + margin_frames`` frames rounded up to ``quantum_frames`` (so few distinct shapes occur),
+    capped at the full 3000. The margin of silence after the speech is what keeps the decoder ending
+    the text where the audio ends (docs/benchmarks.md has the measured accuracy).
+    """
+
+    trim: bool = False
+    margin_frames: int = 100
+    quantum_frames: int = 100
+
+    def frames(self, size: int) -> int:
+        """Encoder frames for a window holding ``size`` frames of audio."""
+        if not self.trim or size >= N_FRAMES:
+            return N_FRAMES
+        wanted = size + self.margin_frames
+        rounded = -(-wanted // self.quantum_frames) * self.quantum_frames
+        return int(min(N_FRAMES, max(2, rounded + rounded % 2)))
 
 
 @dataclass
@@ -70,13 +93,15 @@ class Transcriber:
     """Turns audio arrays into :class:`TranscriptionResult` with one loaded model."""
 
     def __init__(self, runner: WhisperRunner, vocab: WhisperVocabulary, tokenizer, log_mel: LogMel,
-                 max_batch_size: int = 8, guards: GuardConfig | None = None) -> None:
+                 max_batch_size: int = 8, guards: GuardConfig | None = None,
+                 window: WindowConfig | None = None) -> None:
         self.runner = runner
         self.vocab = vocab
         self.tokenizer = tokenizer
         self.log_mel = log_mel
         self.max_batch_size = max_batch_size
         self.guards = guards or GuardConfig()
+        self.window = window or WindowConfig()
         self.decoder = TokenDecoder(runner, vocab)
 
     def transcribe(self, audios: list[np.ndarray], options: list[TranscriptionOptions]
@@ -100,14 +125,34 @@ class Transcriber:
                 jobs[i].seek += sizes[i]
         if not active:
             return
-        mels = torch.stack([pad_or_trim(jobs[i].mel[:, jobs[i].seek:jobs[i].seek + sizes[i]]) for i in active])
-        states = self.runner.encode(mels)
+        states, lengths = self._encode([jobs[i] for i in active], [sizes[i] for i in active])
         for pos, i in enumerate(active):
             if jobs[i].language is None and self.vocab.multilingual:
-                self._detect_language(jobs[i], states[pos:pos + 1])
-        decodes = self._decode_with_fallback([jobs[i] for i in active], states)
+                self._detect_language(jobs[i], states[pos:pos + 1, :int(lengths[pos])])
+        decodes = self._decode_with_fallback([jobs[i] for i in active], states, lengths)
         for pos, i in enumerate(active):
             self._consume(jobs[i], decodes[pos], sizes[i])
+
+    def _encode(self, jobs: list[_Job], sizes: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encode each job's current window; windows of one length share one encoder batch.
+
+        Returns the states padded to the longest window and each row's valid length (the decoder
+        masks the rest), so rows are decoded together whatever their window length.
+        """
+        frames = [self.window.frames(size) for size in sizes]
+        by_length: dict[int, list[int]] = {}
+        for i, f in enumerate(frames):
+            by_length.setdefault(f, []).append(i)
+        longest = max(frames) // 2
+        states: torch.Tensor | None = None
+        for f, rows in by_length.items():
+            mels = torch.stack([pad_or_trim(jobs[i].mel[:, jobs[i].seek:jobs[i].seek + sizes[i]], f) for i in rows])
+            encoded = self.runner.encode(mels)
+            if states is None:
+                states = encoded.new_zeros((len(jobs), longest, encoded.shape[-1]))
+            states[rows, :encoded.shape[1]] = encoded
+        assert states is not None
+        return states, torch.tensor([f // 2 for f in frames], dtype=torch.long)
 
     def _is_silent(self, job: _Job, size: int) -> bool:
         start = job.seek * HOP_LENGTH
@@ -124,7 +169,8 @@ class Transcriber:
         best = int(probs.argmax())
         job.language, job.language_probability = codes[best], float(probs[best])
 
-    def _decode_with_fallback(self, jobs: list[_Job], states: torch.Tensor) -> list[WindowDecode]:
+    def _decode_with_fallback(self, jobs: list[_Job], states: torch.Tensor,
+                              lengths: torch.Tensor) -> list[WindowDecode]:
         results: list[WindowDecode | None] = [None] * len(jobs)
         pending = list(range(len(jobs)))
         attempt = 0
@@ -139,7 +185,7 @@ class Transcriber:
                 decodes = self.decoder.decode(
                     states[members], [self._prompt(jobs[i]) for i in members], temperature,
                     max(jobs[i].options.max_new_tokens for i in members),
-                    [jobs[i].generator for i in members])
+                    [jobs[i].generator for i in members], lengths=lengths[members])
                 for i, d in zip(members, decodes):
                     results[i] = d
                     temps = jobs[i].options.temperatures or (0.0,)

@@ -13,7 +13,7 @@ import soxr
 from service.config import Settings
 from service.engines.base import TranscriptionOptions
 from service.engines.embedded import EmbeddedEngine, load_transcriber
-from service.scoring import corpus_score, normalise_english
+from service.scoring import corpus_score
 
 pytestmark = pytest.mark.slow
 
