@@ -55,10 +55,11 @@ class ServiceState:
         if router_mode not in ROUTER_MODES:
             raise InvalidRequest(f"Unknown router mode '{router_mode}'; use auto, base or robust.",
                                  param="router")
+        retry = {"Retry-After": str(self.settings.retry_after_s)}
         if self.draining:
-            raise Unavailable("The service is shutting down.", headers={"Retry-After": "5"})
+            raise Unavailable("The service is shutting down.", headers=retry)
         if not self.engine.ready:
-            raise Unavailable("The model is still loading.", headers={"Retry-After": "5"})
+            raise Unavailable("The model is still loading.", headers=retry)
         if router_mode == "robust" and "robust" not in self.engine.info.adapters:
             raise InvalidRequest("No robust adapter is loaded; start the service with --checkpoint.",
                                  param="router", code="adapter_not_loaded")
