@@ -55,6 +55,7 @@ if str(ROOT) not in sys.path:
 
 from benchmarks.procs import EngineSpec, EngineWorker, free_port, fw_server, our_server
 from benchmarks.speech import SAMPLE_RATE, Clip, clips, utterances
+from service.config import Settings
 
 RESULTS = ROOT / "benchmarks" / "results"
 console = Console(stderr=True)
@@ -304,7 +305,7 @@ def streaming(model: str, compute_type: str, threads: int, plan: Plan, logs: Pat
     out = {"runs": runs, "median_first_partial_s": round(statistics.median(firsts), 3) if firsts else None,
            "max_first_partial_s": max(firsts) if firsts else None,
            "median_end_to_final_s": round(statistics.median(finals), 3) if finals else None,
-           "vad_silence_ms": 500, "partial_interval_s": 0.5,
+           "vad_silence_ms": 500, "partial_interval_s": Settings().realtime_partial_interval_s,
            "wer": wer_percent([(r["reference"], r["final"]) for r in runs]),
            "peak_rss_mib": round(peak / 2**20, 1)}
     console.print(f"streaming {compute_type}: first partial median {out['median_first_partial_s']} s "

@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     realtime_max_sessions: int = Field(32, ge=1, description="Concurrent /v1/realtime sessions (more: close 1013).")
     realtime_idle_timeout_s: float = Field(60.0, gt=0, description="Close a session after this long without a message.")
     realtime_max_session_s: float = Field(3600.0, gt=0, description="Longest realtime session before it is closed.")
-    realtime_partial_interval_s: float = Field(0.5, gt=0, description="How often live partials are decoded.")
+    realtime_partial_interval_s: float = Field(0.25, gt=0, description="How often live partials are decoded (they encode only the audio so far, so this is cheap).")
     realtime_max_utterance_s: float = Field(28.0, gt=1, le=30, description="Utterances are committed at this length.")
     realtime_max_pending_events: int = Field(256, ge=8, description="Unsent events before a slow reader is dropped.")
     realtime_max_message_bytes: int = Field(1_048_576, ge=1024, description="Largest websocket message accepted.")

@@ -56,9 +56,9 @@ class WindowConfig:
     margin_frames: int = 100
     quantum_frames: int = 100
 
-    def frames(self, size: int) -> int:
-        """Encoder frames for a window holding ``size`` frames of audio."""
-        if not self.trim or size >= N_FRAMES:
+    def frames(self, size: int, trim: bool | None = None) -> int:
+        """Encoder frames for a window holding ``size`` frames of audio (``trim`` overrides the default)."""
+        if not (self.trim if trim is None else trim) or size >= N_FRAMES:
             return N_FRAMES
         wanted = size + self.margin_frames
         rounded = -(-wanted // self.quantum_frames) * self.quantum_frames
@@ -139,7 +139,7 @@ class Transcriber:
         Returns the states padded to the longest window and each row's valid length (the decoder
         masks the rest), so rows are decoded together whatever their window length.
         """
-        frames = [self.window.frames(size) for size in sizes]
+        frames = [self.window.frames(size, job.options.trim_padding) for job, size in zip(jobs, sizes)]
         by_length: dict[int, list[int]] = {}
         for i, f in enumerate(frames):
             by_length.setdefault(f, []).append(i)

@@ -190,7 +190,10 @@ class TranscriptionSession:
 
     def _options(self, final: bool) -> TranscriptionOptions:
         temps = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0) if final else (0.0,)
-        return TranscriptionOptions(language=self.config.language, prompt=self.config.prompt, temperatures=temps)
+        # Partials encode only the audio heard so far (plus a margin): the final re-decodes the
+        # full window, so the partials' speed matters more than their last word.
+        return TranscriptionOptions(language=self.config.language, prompt=self.config.prompt, temperatures=temps,
+                                    trim_padding=None if final else True)
 
     async def _partial(self) -> None:
         item = self._current
