@@ -11,6 +11,8 @@ across requests. So the encoder runs as transformers ships it, and the decoder r
   the logits GEMV over the 51k-token vocabulary is memory-bound, and ``x @ W.T`` with ``W`` stored
   [vocab, d] streams it twice as slowly as ``x @ Wt`` with ``Wt`` stored [d, vocab] (measured:
   5.5 ms vs 2.7 ms per step for tiny.en on 2 cores, half of the whole decoder step);
+* any torch device: inputs are moved to the weights' device and logits come back to the CPU,
+  where the per-row timestamp and suppression rules run (one [B, vocab] copy per step);
 * encoder windows shorter than 30 s (``encode`` takes any frame count up to 3000), with a
   cross-attention mask so rows of one batch may have different encoder lengths.
 
@@ -75,6 +77,10 @@ class WhisperRunner:
     def dtype(self) -> torch.dtype:
         return self.embed_tokens.weight.dtype
 
+    @property
+    def device(self) -> torch.device:
+        return self.embed_tokens.weight.device
+
     @torch.inference_mode()
     def encode(self, mel: torch.Tensor) -> torch.Tensor:
         """[B, n_mels, F] log-mel (F even, at most 3000) → [B, F / 2, d] encoder states.
@@ -86,7 +92,7 @@ class WhisperRunner:
         frames = mel.shape[-1]
         if frames > N_MELS_FRAMES or frames % 2:
             raise ValueError(f"encoder input must have an even frame count <= {N_MELS_FRAMES}, got {frames}")
-        x = F.gelu(enc.conv1(mel.to(self.dtype)))
+        x = F.gelu(enc.conv1(mel.to(device=self.device, dtype=self.dtype)))
         x = F.gelu(enc.conv2(x)).permute(0, 2, 1)
         x = x + enc.embed_positions.weight[:x.shape[1]]
         for layer in enc.layers:
@@ -103,6 +109,8 @@ class WhisperRunner:
         length; the padded positions are then masked out of cross-attention.
         """
         batch, t_enc, _ = encoder_states.shape
+        if lengths is not None:
+            lengths = lengths.to(encoder_states.device)
         cross_k, cross_v = [], []
         for layer in self.layers:
             attn = layer.encoder_attn
@@ -123,6 +131,7 @@ class WhisperRunner:
         L > 1 is only allowed at the start (the prompt), where a causal mask applies.
         """
         batch, new = tokens.shape
+        tokens = tokens.to(self.device)
         start = state.length
         if start + new > state.self_k.shape[3]:
             raise ValueError("decoder cache exhausted: sequence longer than max_len")
@@ -151,7 +160,8 @@ class WhisperRunner:
             h = layer.final_layer_norm(x)
             x = x + layer.fc2(layer.activation_fn(layer.fc1(h)))
         state.length = start + new
-        return self._logits(self.final_norm(x)).float()
+        # The decoding rules run on the CPU (small per-row work): logits come back there.
+        return self._logits(self.final_norm(x)).float().cpu()
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         proj = self.proj_out
