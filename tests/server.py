@@ -7,9 +7,11 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import httpx
 import uvicorn
+from fastapi import FastAPI
 
 from service.api.app import create_app
 from service.config import Settings
@@ -21,9 +23,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@dataclass
+class LiveServer:
+    url: str
+    app: FastAPI
+
+    @property
+    def engine(self):
+        """The (supervised) engine the app serves with; tests inject faults into its inner engine."""
+        return self.app.state.service.engine
+
+
 @contextmanager
-def running_server(settings: Settings, timeout: float = 120.0) -> Iterator[str]:
-    """Start uvicorn with ``settings`` and yield its base URL once ``/ready`` says so."""
+def live_server(settings: Settings, timeout: float = 120.0) -> Iterator[LiveServer]:
+    """Start uvicorn with ``settings``; yield its URL and app once ``/ready`` says so."""
     port = free_port()
     settings = settings.model_copy(update={"host": "127.0.0.1", "port": port})
     app = create_app(settings)
@@ -48,7 +61,14 @@ def running_server(settings: Settings, timeout: float = 120.0) -> Iterator[str]:
             if time.monotonic() > deadline:
                 raise TimeoutError("server did not become ready")
             time.sleep(0.2)
-        yield url
+        yield LiveServer(url, app)
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+@contextmanager
+def running_server(settings: Settings, timeout: float = 120.0) -> Iterator[str]:
+    """Start uvicorn with ``settings`` and yield its base URL once ``/ready`` says so."""
+    with live_server(settings, timeout) as live:
+        yield live.url

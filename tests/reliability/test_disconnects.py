@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from service.config import Settings
-from tests.reliability.conftest import live_server, wait_for
+from tests.reliability.conftest import wait_for
+from tests.server import live_server
 
 pytestmark = pytest.mark.slow
 

@@ -27,7 +27,8 @@ import service.stress.store as store_module
 import simulation.builder as builder_module
 from service.config import Settings
 from simulation.builder import BuildConfig, DiskFull, build_dataset
-from tests.reliability.conftest import live_server, wait_for
+from tests.reliability.conftest import wait_for
+from tests.server import live_server
 
 
 class SmallDisk:

@@ -21,7 +21,8 @@ from service.engines.base import TranscriptionOptions, TranscriptionResult
 from service.engines.factory import build_engine
 from service.engines.supervisor import SupervisedEngine, is_out_of_memory
 from service.errors import EngineFailure, EngineOutOfMemory, EngineRestarting
-from tests.reliability.conftest import live_server, wait_for
+from tests.reliability.conftest import wait_for
+from tests.server import live_server
 
 pytestmark = pytest.mark.slow
 OPTIONS = TranscriptionOptions(temperatures=(0.0,))
