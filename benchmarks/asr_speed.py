@@ -77,8 +77,8 @@ class Plan:
     concurrency: tuple[int, ...] = (1, 4, 16)
     throughput_clip_s: float = 10.0
     throughput_clips: int = 4
-    throughput_reps: int = 1
-    throughput_compute_types: tuple[str, ...] = ("float32",)
+    throughput_reps: int = 3
+    throughput_compute_types: tuple[str, ...] = ("float32", "int8")
     streaming_clips: int = 3
 
     @classmethod
