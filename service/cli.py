@@ -148,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as exc:
         for err in exc.errors():
             where = ".".join(str(p) for p in err.get("loc", ()))
-            print(f"megaasr: invalid setting --{where.replace('_', '-')}: {err.get('msg')}", file=sys.stderr)
+            name = f" --{where.replace('_', '-')}" if where else "s"
+            print(f"megaasr: invalid setting{name}: {err.get('msg')}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

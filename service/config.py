@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -98,6 +98,13 @@ class Settings(BaseSettings):
     @property
     def models_dir(self) -> Path:
         return self.home / "models"
+
+    @model_validator(mode="after")
+    def _int8_is_cpu_only(self) -> Settings:
+        """torch's dynamic int8 kernels exist only on the CPU: refuse the pair at start, not mid-request."""
+        if self.compute_type == "int8" and self.device != "cpu":
+            raise ValueError(f"compute_type int8 runs on the CPU only; use float32 with device {self.device!r}")
+        return self
 
     @property
     def max_upload_bytes(self) -> int:

@@ -23,3 +23,14 @@ def test_partials_trim_and_finals_use_the_engine_setting() -> None:
     partial, final = session._options(final=False), session._options(final=True)
     assert partial.trim_padding is True and final.trim_padding is None
     assert final.temperatures == TranscriptionOptions().temperatures and partial.temperatures == (0.0,)
+
+
+def test_int8_on_a_gpu_is_refused_at_start() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    from service.config import Settings
+
+    with pytest.raises(ValidationError, match="int8 runs on the CPU only"):
+        Settings(compute_type="int8", device="cuda")
+    assert Settings(compute_type="int8").device == "cpu"
