@@ -33,16 +33,13 @@ RATE = 16_000
 
 def _speech(audio_dir: Path) -> tuple[list[np.ndarray], list[str]]:
     """The LibriVox utterances and references (pocketsphinx-testdata's ``transcription`` file)."""
-    refs = {}
-    for line in (audio_dir / "transcription").read_text().splitlines():
-        if line.strip():
-            text, _, utt = line.rpartition("(")
-            refs[utt.strip(") ")] = text.replace("<s>", "").replace("</s>", "").strip()
+    from simulation.manifests import from_librivox
+
     clips, texts = [], []
-    for name in sorted(refs):
-        x, sr = sf.read(audio_dir / f"{name}.wav", dtype="float32", always_2d=True)
+    for row in sorted(from_librivox(audio_dir), key=lambda r: r["id"]):
+        x, sr = sf.read(row["path"], dtype="float32", always_2d=True)
         clips.append(soxr.resample(x.mean(axis=1), sr, RATE).astype(np.float32))
-        texts.append(refs[name])
+        texts.append(row["text"])
     return clips, texts
 
 

@@ -53,15 +53,9 @@ def _read16k(path: Path) -> np.ndarray:
 
 
 def _librivox() -> list[tuple[np.ndarray, str]]:
-    lines = (LIBRIVOX_DIR / "transcription").read_text().splitlines()
-    out = []
-    for line in lines:
-        if not line.strip():
-            continue
-        text, _, utt = line.rpartition("(")
-        text = text.replace("<s>", "").replace("</s>", "").strip()
-        out.append((_read16k(LIBRIVOX_DIR / f"{utt.strip(') ')}.wav"), text))
-    return out
+    from simulation.manifests import from_librivox
+
+    return [(_read16k(Path(row["path"])), row["text"]) for row in from_librivox(LIBRIVOX_DIR)]
 
 
 def _asterisk() -> list[tuple[np.ndarray, str]]:

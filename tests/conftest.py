@@ -23,15 +23,9 @@ def _require(path: Path, package: str) -> Path:
 
 def librivox_utterances() -> list[tuple[Path, str]]:
     """The five LibriVox utterances of pocketsphinx-testdata with their reference transcripts."""
-    lines = (_require(LIBRIVOX_DIR, "pocketsphinx-testdata") / "transcription").read_text().splitlines()
-    out = []
-    for line in lines:
-        if not line.strip():
-            continue
-        text, _, utt = line.rpartition("(")
-        text = text.replace("<s>", "").replace("</s>", "").strip()
-        out.append((LIBRIVOX_DIR / f"{utt.strip(') ')}.wav", text))
-    return out
+    from simulation.manifests import from_librivox
+
+    return [(Path(row["path"]), row["text"]) for row in from_librivox(_require(LIBRIVOX_DIR, "pocketsphinx-testdata"))]
 
 
 @pytest.fixture(scope="session")

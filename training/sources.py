@@ -124,17 +124,10 @@ def asterisk_utterances(audio_dir: str | Path, transcripts: dict[str, str],
 
 def librivox_utterances(folder: str | Path) -> list[CleanUtterance]:
     """The LibriVox reader of pocketsphinx-testdata (lower-case, unpunctuated transcripts)."""
-    folder = Path(folder)
-    out = []
-    for line in (folder / "transcription").read_text().splitlines():
-        if not line.strip():
-            continue
-        text, _, utt = line.rpartition("(")
-        text = text.replace("<s>", "").replace("</s>", "").strip()
-        name = utt.strip(") ")
-        out.append(CleanUtterance(f"lv-{name}", text[:1].upper() + text[1:] + ".", "librivox", "librivox",
-                                  str(folder / f"{name}.wav")))
-    return out
+    from simulation.manifests import from_librivox
+
+    return [CleanUtterance(f"lv-{row['id']}", row["text"][:1].upper() + row["text"][1:] + ".", "librivox",
+                           "librivox", row["path"]) for row in from_librivox(folder)]
 
 
 def tts_utterances(texts: dict[str, str], voices: list[str]) -> list[CleanUtterance]:
