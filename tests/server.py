@@ -12,9 +12,24 @@ from dataclasses import dataclass
 import httpx
 import uvicorn
 from fastapi import FastAPI
+from prometheus_client.parser import text_string_to_metric_families
 
 from service.api.app import create_app
 from service.config import Settings
+
+
+def metric_samples(url: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    """``/metrics`` parsed by prometheus-client's own parser: sample name -> {sorted labels: value}.
+
+    Every family name is a key too (empty when its samples carry a suffix, as counters' ``_total``
+    do), so a test can ask whether a family is exported at all.
+    """
+    out: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+    for family in text_string_to_metric_families(httpx.get(f"{url}/metrics", timeout=30).text):
+        out.setdefault(family.name, {})
+        for sample in family.samples:
+            out.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
+    return out
 
 
 def free_port() -> int:

@@ -50,19 +50,25 @@ class ServiceState:
         return vocab.normalise_language(language)
 
     # -- decoding ---------------------------------------------------------------------------------
+    def check_router_mode(self, router_mode: str) -> None:
+        """A known mode, and ``robust`` only when the robust model is loaded (else a clear 400)."""
+        _check_known_mode(router_mode)
+        self._check_robust_loaded(router_mode)
+
+    def _check_robust_loaded(self, router_mode: str) -> None:
+        if router_mode == "robust" and "robust" not in self.engine.info.adapters:
+            raise InvalidRequest("No robust adapter is loaded; start the service with --checkpoint.",
+                                 param="router", code="adapter_not_loaded")
+
     async def transcribe(self, samples: np.ndarray, options: TranscriptionOptions, router_mode: str
                          ) -> tuple[TranscriptionResult, RouterInfo]:
-        if router_mode not in ROUTER_MODES:
-            raise InvalidRequest(f"Unknown router mode '{router_mode}'; use auto, base or robust.",
-                                 param="router")
+        _check_known_mode(router_mode)
         retry = {"Retry-After": str(self.settings.retry_after_s)}
         if self.draining:
             raise Unavailable("The service is shutting down.", headers=retry)
         if not self.engine.ready:
             raise Unavailable("The model is still loading.", headers=retry)
-        if router_mode == "robust" and "robust" not in self.engine.info.adapters:
-            raise InvalidRequest("No robust adapter is loaded; start the service with --checkpoint.",
-                                 param="router", code="adapter_not_loaded")
+        self._check_robust_loaded(router_mode)  # after the readiness checks: a loading engine says 503
         if router_mode == "auto" and self.router.active:
             decision = await asyncio.get_running_loop().run_in_executor(
                 None, self.router.decide, router_mode, samples)
@@ -83,6 +89,11 @@ class ServiceState:
         self.metrics.audio_seconds.labels(adapter=result.adapter).inc(result.duration)
         if result.duration > 0:
             self.metrics.rtf.observe(seconds / result.duration)
+
+
+def _check_known_mode(router_mode: str) -> None:
+    if router_mode not in ROUTER_MODES:
+        raise InvalidRequest(f"Unknown router mode '{router_mode}'; use auto, base or robust.", param="router")
 
 
 def _with_adapter(options: TranscriptionOptions, adapter: str) -> TranscriptionOptions:

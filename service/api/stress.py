@@ -16,7 +16,7 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
 from service.api.protocol import ErrorResponse
-from service.api.state import ROUTER_MODES, ServiceState
+from service.api.state import ServiceState
 from service.audio import decode_audio
 from service.errors import InvalidRequest, Unavailable
 from service.stress.corrupt import corrupt
@@ -54,13 +54,8 @@ def _jobs(request: Request) -> StressJobs:
 
 def _paths(state: ServiceState, router_mode: str) -> list[str]:
     """Which decoding paths a job compares: base always; robust and routed where an adapter is loaded."""
-    if router_mode not in ROUTER_MODES:
-        raise InvalidRequest(f"Unknown router mode '{router_mode}'; use auto, base or robust.",
-                             param="router")
+    state.check_router_mode(router_mode)
     has_robust = "robust" in state.engine.info.adapters
-    if router_mode == "robust" and not has_robust:
-        raise InvalidRequest("No robust adapter is loaded; start the service with --checkpoint.",
-                             param="router", code="adapter_not_loaded")
     if router_mode == "base" or not has_robust:
         return ["base"]
     return ["base", "robust"] if router_mode == "robust" else ["base", "robust", "routed"]

@@ -12,14 +12,13 @@ import httpx
 import numpy as np
 import pytest
 import torch
-from prometheus_client.parser import text_string_to_metric_families
 
 from service.config import Settings
 from service.engines.base import TranscriptionOptions
 from service.engines.embedded import EmbeddedEngine
 from service.models.bundle import load_bundle
 from tests.routing.test_router_units import SHIPPED
-from tests.server import running_server
+from tests.server import metric_samples, running_server
 
 pytestmark = pytest.mark.slow
 
@@ -40,12 +39,7 @@ def _post(url: str, path: Path, router: str) -> httpx.Response:
 
 
 def _samples(url: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
-    out = {}
-    for family in text_string_to_metric_families(httpx.get(f"{url}/metrics").text):
-        for s in family.samples:
-            if s.name == name:
-                out[tuple(sorted(s.labels.items()))] = s.value
-    return out
+    return metric_samples(url).get(name, {})
 
 
 def test_models_list_both_paths_and_a_trained_router(routed_server: str) -> None:

@@ -18,11 +18,10 @@ import pytest
 import soundfile as sf
 import soxr
 import websockets
-from prometheus_client.parser import text_string_to_metric_families
 
 from service.config import Settings
 from service.scoring import corpus_score
-from tests.server import running_server
+from tests.server import metric_samples, running_server
 
 pytestmark = pytest.mark.slow
 RATE = 24_000
@@ -185,10 +184,9 @@ def _masked_frame(payload: bytes) -> bytes:
 
 
 def _active_sessions(http_url: str) -> float:
-    for family in text_string_to_metric_families(httpx.get(f"{http_url}/metrics").text):
-        if family.name == "megaasr_websocket_sessions_active":
-            return family.samples[0].value
-    raise AssertionError("metric missing")
+    samples = metric_samples(http_url).get("megaasr_websocket_sessions_active")
+    assert samples, "metric missing"
+    return samples[()]
 
 
 def test_stalled_reader_is_dropped_and_memory_stays_bounded(rt_server) -> None:
@@ -237,7 +235,7 @@ def test_flood_of_audio_is_bounded(rt_server) -> None:
             while time.monotonic() - t0 < 20 and sent < 600:
                 try:
                     await asyncio.wait_for(ws.send(append(noise)), 2)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     break  # the server stopped reading: back-pressure reached the client
                 sent += 10
         return sent

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
+from tests.server import metric_samples
 from tests.streaming.test_realtime_ws import pcm24k, stream_utterances
 from tests.stress.conftest import start_job, wait_for
 
@@ -38,13 +38,8 @@ PRESENT = ("megaasr_queue_depth", "megaasr_websocket_sessions_active")
 
 
 def _scrape(url: str) -> dict[str, float]:
-    totals: dict[str, float] = {}
-    families = list(text_string_to_metric_families(httpx.get(f"{url}/metrics", timeout=30).text))
-    for family in families:
-        for sample in family.samples:
-            totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
-        totals.setdefault(family.name, 0.0)
-    return totals
+    """Every sample name and family name, summed over labels."""
+    return {name: sum(values.values()) for name, values in metric_samples(url).items()}
 
 
 def test_every_named_metric_moves(stress_server: str, speech, jobs, librivox: list[tuple[Path, str]]) -> None:
