@@ -86,6 +86,7 @@ class Settings(BaseSettings):
     vllm_api_key: SecretStr | None = Field(None, description="Bearer key of the vLLM server (its --api-key), if it has one.")
     vllm_startup_timeout_s: float = Field(600.0, gt=0, description="How long start-up waits for the vLLM server and its models before failing.")
     vllm_health_interval_s: float = Field(5.0, gt=0, description="How often the vLLM server is checked; /ready follows it.")
+    vllm_health_failures: int = Field(3, ge=1, description="Consecutive failed checks before /ready turns false (one slow answer from a busy vLLM is not an outage).")
     vllm_max_audio_s: float = Field(600.0, gt=0, description="Longest audio sent to vLLM (400 audio_too_long above); keep <= the server's VLLM_MAX_AUDIO_DECODE_DURATION_S (600 by default).")
 
     # Lifecycle (service/api/lifecycle.py).

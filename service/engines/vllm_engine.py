@@ -378,7 +378,13 @@ class VllmEngine(Engine):
 
     # -- health -------------------------------------------------------------------------------------
     async def _watch_health(self) -> None:
-        """Poll each server's ``/v1/models``: ``/ready`` turns false while vLLM is down or lost a model."""
+        """Poll each server's ``/v1/models``: ``/ready`` turns false while vLLM is down or lost a model.
+
+        A vLLM saturated by a burst can miss one poll's timeout while it is perfectly alive, and
+        turning ``/ready`` false then refuses every request for a whole interval; so it takes
+        ``vllm_health_failures`` failed polls in a row to call it down, and one success to call it back.
+        """
+        gate = HealthGate(self._settings.vllm_health_failures)
         while True:
             await asyncio.sleep(self._settings.vllm_health_interval_s)
             ok = True
@@ -387,9 +393,22 @@ class VllmEngine(Engine):
                     ok = ok and target.model in await self._served_models(target.url)
                 except (httpx.HTTPError, ValueError, VllmStartError):
                     ok = False
-            if ok != self._healthy:
-                log.warning("vLLM backend is %s", "back" if ok else "unreachable or lost a model")
-            self._healthy = ok
+            healthy = gate.observe(ok)
+            if healthy != self._healthy:
+                log.warning("vLLM backend is %s", "back" if healthy else "unreachable or lost a model")
+            self._healthy = healthy
+
+
+class HealthGate:
+    """Healthy until ``failures_needed`` failed checks in a row; healthy again at the first success."""
+
+    def __init__(self, failures_needed: int) -> None:
+        self.failures_needed = failures_needed
+        self._failures = 0
+
+    def observe(self, ok: bool) -> bool:
+        self._failures = 0 if ok else self._failures + 1
+        return self._failures < self.failures_needed
 
 
 def _wav_bytes(audio: np.ndarray) -> bytes:
