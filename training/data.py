@@ -102,7 +102,10 @@ def materialise(utt: CleanUtterance, out_dir: Path) -> tuple[CleanUtterance, np.
 
 
 def draw_scenario(rng: np.random.Generator, cfg: DataConfig, names: list[str]) -> str:
-    """The paper's scheduler: 60 % singles, 24 % four important doubles, 16 % the other 43."""
+    """The paper's scheduler (60 % singles, 24 % four important doubles, 16 % the other 43), or
+    ``cfg.scenario_weighting == "uniform"``: each scenario equally likely."""
+    if cfg.scenario_weighting == "uniform":
+        return names[int(rng.integers(len(names)))]
     singles = [n for n in names if len(get_scenario(n).effects) == 1]
     important = [n for n in names if n in IMPORTANT_DOUBLES]
     rest = [n for n in names if n not in singles and n not in important]

@@ -57,3 +57,38 @@ def test_a_text_whose_sentences_disagree_is_dropped():
     mixed = next(f"Sentence number {i}. Sentence number {j}." for i in range(40) for j in range(40)
                  if text_split(f"Sentence number {i}.", 0.5, 0) != text_split(f"Sentence number {j}.", 0.5, 0))
     assert text_split(mixed, 0.5, 0) is None
+
+
+def _effect_shares(cfg: DataConfig, draws: int = 6000) -> dict[str, float]:
+    import numpy as np
+
+    from simulation import resolve_scenarios
+    from simulation.scenarios import IMPORTANT_DOUBLES, get_scenario
+    from training.data import draw_scenario
+
+    names = resolve_scenarios("all")
+    rng = np.random.default_rng(0)
+    drawn = [draw_scenario(rng, cfg, names) for _ in range(draws)]
+    singles = sum(len(get_scenario(n).effects) == 1 for n in drawn) / draws
+    important = sum(n in IMPORTANT_DOUBLES for n in drawn) / draws
+    three_plus = sum(len(get_scenario(n).effects) >= 3 for n in drawn) / draws
+    return {"singles": singles, "important": important, "three_plus": three_plus, "distinct": len(set(drawn))}
+
+
+def test_paper_scheduler_shares():
+    shares = _effect_shares(DataConfig(scenario_weighting="paper"))
+    assert abs(shares["singles"] - 0.6) < 0.03
+    assert abs(shares["important"] - 0.24) < 0.03
+    assert shares["distinct"] == 54
+
+
+def test_uniform_weighting_matches_the_evaluation_mix():
+    from simulation import resolve_scenarios
+    from simulation.scenarios import get_scenario
+
+    names = resolve_scenarios("all")
+    expected_three_plus = sum(len(get_scenario(n).effects) >= 3 for n in names) / len(names)
+    shares = _effect_shares(DataConfig(scenario_weighting="uniform"))
+    assert abs(shares["three_plus"] - expected_three_plus) < 0.03
+    assert abs(shares["singles"] - 7 / 54) < 0.03
+    assert shares["distinct"] == 54
