@@ -1,7 +1,9 @@
 """``megaasr train {data,sft,rl,router}``, ``megaasr eval`` and ``megaasr export``.
 
 Every setting comes from a recipe TOML (``--config``, default ``training/configs/tiny-en.toml``);
-flags only choose what to run and where the inputs are. Heavy imports happen inside commands.
+flags only choose what to run and where the inputs are, plus ``--device`` (train sft/rl/router and
+eval), which replaces the stages' ``device`` before the recipe is validated. Heavy imports happen
+inside commands.
 """
 
 from __future__ import annotations
@@ -18,11 +20,18 @@ def _config(args: argparse.Namespace):
     from training.config import load_config
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return load_config(args.config)
+    device, stage = getattr(args, "device", None), getattr(args, "device_stage", None)
+    return load_config(args.config, device=device, stages=(stage,) if stage else ())
 
 
 def _add_config(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=str(DEFAULT_CONFIG), help="recipe TOML (training/configs/)")
+
+
+def _add_device(p: argparse.ArgumentParser, stage: str) -> None:
+    p.add_argument("--device", help=f"cpu, cuda (cuda:LOCAL_RANK under torchrun), cuda:N or auto "
+                                    f"(default: [{stage}].device of the recipe, itself cpu by default)")
+    p.set_defaults(device_stage=stage)
 
 
 def _cmd_data(args: argparse.Namespace) -> int:
@@ -114,26 +123,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     sft = stages.add_parser("sft", help="A2S-SFT: three LoRA phases (upper encoder, decoder, joint), merged between",
                             description="A2S-SFT. Multi-process: torchrun --nproc_per_node N -m service.cli train sft "
-                                        "(gloo on the CPU, NCCL with CUDA; [sft].batch_size is the global batch).")
+                                        "(gloo on the CPU; with --device cuda one GPU per process and NCCL; "
+                                        "[sft].batch_size is the global batch).")
     _add_config(sft)
+    _add_device(sft, "sft")
     sft.add_argument("--data", help="manifest folder (default: [data].out_dir)")
     sft.add_argument("--max-steps", type=int, help="stop each phase after this many steps (resume later)")
     sft.set_defaults(func=_cmd_sft)
 
     rl = stages.add_parser("rl", help="DG-WGPO: GRPO advantages + DAPO loss + dual-granularity reward")
     _add_config(rl)
+    _add_device(rl, "rl")
     rl.add_argument("--data", help="manifest folder (default: [data].out_dir)")
     rl.add_argument("--steps", type=int, help="override [rl].steps")
     rl.set_defaults(func=_cmd_rl)
 
     router = stages.add_parser("router", help="audio-quality router: clean vs degraded, label-smoothed CE")
     _add_config(router)
+    _add_device(router, "router")
     router.add_argument("--data", help="manifest folder (default: [data].out_dir)")
     router.set_defaults(func=_cmd_router)
 
     ev = subparsers.add_parser("eval", help="WER/CER, hallucination and omission: base vs robust vs routed",
                                description="Evaluate on the held-out eval prompts corrupted on the fly, or a manifest.")
     _add_config(ev)
+    _add_device(ev, "eval")
     ev.add_argument("--manifest", help="evaluate this JSONL manifest instead of the on-the-fly eval split")
     ev.add_argument("--scenarios", help="scenario group/names for the on-the-fly split (default: [eval].scenarios)")
     ev.add_argument("--base", help="base model (default: [sft].base_model)")

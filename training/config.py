@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "tiny-en.toml"
@@ -19,6 +19,17 @@ DEFAULT_CONFIG = CONFIG_DIR / "tiny-en.toml"
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def _device(value: str) -> str:
+    from training.device import check_device  # imports torch: only when a device is actually given
+
+    return check_device(value)
+
+
+#: ``cpu``, ``cuda`` (``cuda:LOCAL_RANK`` under torchrun), ``cuda:N`` or ``auto``; checked on load,
+#: so a CUDA request without CUDA fails at start-up (training/device.py).
+Device = Annotated[str, AfterValidator(_device)]
 
 
 class DataConfig(_Strict):
@@ -93,6 +104,7 @@ class SFTConfig(_Strict):
     save_every: int = 25
     seed: int = 0
     threads: int = 2
+    device: Device = "cpu"
 
 
 class RLConfig(_Strict):
@@ -125,6 +137,7 @@ class RLConfig(_Strict):
     eval_samples: int = 48
     seed: int = 0
     threads: int = 2
+    device: Device = "cpu"
 
 
 class RouterTrainConfig(_Strict):
@@ -152,6 +165,7 @@ class RouterTrainConfig(_Strict):
     narrowband_val: bool = False
     seed: int = 0
     threads: int = 2
+    device: Device = "cpu"
 
 
 class EvalConfig(_Strict):
@@ -165,6 +179,7 @@ class EvalConfig(_Strict):
     seed: int = 1234
     batch_size: int = 16
     threads: int = 2
+    device: Device = "cpu"
     max_new_tokens: int = 128
     reserved_prompts: str = "/work/shared/data/eval-reserved-prompts.txt"
     asterisk_dir: str = "/usr/share/asterisk/sounds/en_US_f_Allison"
@@ -179,7 +194,19 @@ class RecipeConfig(_Strict):
     eval: EvalConfig = EvalConfig()
 
 
-def load_config(path: str | Path = DEFAULT_CONFIG) -> RecipeConfig:
-    """Read and validate a recipe TOML file."""
+DEVICE_STAGES = ("sft", "rl", "router", "eval")
+
+
+def load_config(path: str | Path = DEFAULT_CONFIG, device: str | None = None,
+                stages: tuple[str, ...] = DEVICE_STAGES) -> RecipeConfig:
+    """Read and validate a recipe TOML file.
+
+    ``device`` (the CLI's ``--device``) replaces the ``device`` of ``stages`` before validation, so
+    an override is checked exactly like a value written in the file.
+    """
     with open(path, "rb") as handle:
-        return RecipeConfig.model_validate(tomllib.load(handle))
+        raw = tomllib.load(handle)
+    if device is not None:
+        for stage in stages:
+            raw.setdefault(stage, {})["device"] = device
+    return RecipeConfig.model_validate(raw)

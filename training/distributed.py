@@ -7,6 +7,7 @@ than with ``DistributedDataParallel`` because the training step runs only parts 
 cached encoder split): each rank takes a stride of the step's global batch, the loss is the token
 sum over the global token count, and :func:`sum_gradients` all-reduces (sums) the LoRA gradients,
 so the update equals the single-process one for the same global batch. Only rank 0 writes.
+With ``device = "cuda"`` each process owns ``cuda:LOCAL_RANK`` and the collectives run over NCCL on it.
 """
 
 from __future__ import annotations
@@ -34,16 +35,31 @@ class World:
         return self.size > 1
 
 
-def init(backend: str | None = None) -> World:
-    """Join the process group torchrun describes (idempotent); a world of one without torchrun."""
+def init(backend: str | None = None, device: str = "cpu") -> World:
+    """Join the process group torchrun describes (idempotent); a world of one without torchrun.
+
+    ``device`` is the stage's setting: with ``cuda`` each process first binds ``cuda:LOCAL_RANK``
+    (``torch.cuda.set_device``, so NCCL and every bare ``cuda`` tensor use that GPU) and the group
+    uses NCCL; otherwise gloo. ``backend`` or ``MEGAASR_DIST_BACKEND`` override the choice.
+    """
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size <= 1:
         return World()
+    cuda = device.startswith("cuda")
     if not dist.is_initialized():
-        backend = backend or os.environ.get("MEGAASR_DIST_BACKEND") or ("nccl" if torch.cuda.is_available() else "gloo")
+        if cuda:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        backend = backend or os.environ.get("MEGAASR_DIST_BACKEND") or ("nccl" if cuda else "gloo")
         dist.init_process_group(backend=backend)
     return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")),
                  int(os.environ.get("LOCAL_WORLD_SIZE", str(size))))
+
+
+def _comm_device() -> torch.device:
+    """Where collective buffers must live: this process's GPU for NCCL, the CPU for gloo."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
 
 
 def current() -> World:
@@ -61,10 +77,11 @@ def shard(rows: list, world: World) -> list:
 
 def all_sum(value: float | torch.Tensor, world: World) -> torch.Tensor:
     """Sum of a scalar over the ranks (a float64 tensor; the value itself in a world of one)."""
-    t = torch.as_tensor(value, dtype=torch.float64).clone()
+    t = torch.as_tensor(value, dtype=torch.float64).detach().clone()
     if world.active:
+        t = t.to(_comm_device())
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    return t
+    return t.cpu()
 
 
 def sum_gradients(params: list[torch.nn.Parameter], world: World) -> None:

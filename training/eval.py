@@ -83,8 +83,8 @@ def clips_from_manifest(path: str | Path) -> list[dict[str, Any]]:
 
 
 # -- systems -----------------------------------------------------------------------------------
-def robust_model(robust: str) -> tuple[torch.nn.Module, Path]:
-    """A merged checkpoint folder, or a bundle (its merged model, else base + adapter)."""
+def robust_model(robust: str, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, Path]:
+    """A merged checkpoint folder, or a bundle (its merged model, else base + adapter), on ``device``."""
     from training.export import apply_adapter, load_bundle
     from training.whisper import load_model, resolve_model
 
@@ -92,10 +92,10 @@ def robust_model(robust: str) -> tuple[torch.nn.Module, Path]:
     if (path / "bundle.json").exists():
         bundle = load_bundle(path)
         if bundle.merged is not None:
-            return load_model(str(bundle.merged))[0].eval(), bundle.merged
-        base, _, base_dir = load_model(bundle.base_model)
+            return load_model(str(bundle.merged), device)[0].eval(), bundle.merged
+        base, _, base_dir = load_model(bundle.base_model, device)
         return apply_adapter(base, bundle.adapter).eval(), base_dir
-    return load_model(str(path))[0].eval(), resolve_model(str(path))
+    return load_model(str(path), device)[0].eval(), resolve_model(str(path))
 
 
 def transcribe_all(decoder, clips: list[dict[str, Any]], label: str) -> list[str]:
@@ -225,29 +225,32 @@ def cached_hyps(path: Path, base: str, clips: list[dict[str, Any]], decoder, lab
 
 def run_eval(cfg: EvalConfig, base: str, robust: str | None, router_dir: str | None, threshold: float | None,
              manifest: str | None = None, scenarios: str | None = None) -> dict[str, Any]:
-    """Decode the eval set with each system; write clips.jsonl, summary.json, summary.md, plots."""
+    """Decode the eval set with each system on ``cfg.device``; write clips.jsonl, summary.json, summary.md, plots."""
     from service.models.router_net import AudioQualityRouter
+    from training.device import resolve_device
     from training.whisper import Decoder, resolve_model
 
+    device = resolve_device(cfg.device)
     torch.set_num_threads(cfg.threads)
     started = time.monotonic()
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     clips = clips_from_manifest(manifest) if manifest else build_eval_clips(cfg, scenarios)
     base_dir = resolve_model(base)
-    decoder = Decoder(base_dir, threads=cfg.threads, batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens)
+    decoder = Decoder(base_dir, threads=cfg.threads, batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens,
+                      device=device)
     for c, h in zip(clips, cached_hyps(out / "base_hyps.json", base, clips, decoder)):
         c["base_hyp"] = h
     systems: tuple[str, ...] = ("base",)
     if robust:
-        model, _ = robust_model(robust)
+        model, _ = robust_model(robust, device)
         decoder.use_model(model)
         robust_id = str(Path(robust).resolve())
         for c, h in zip(clips, cached_hyps(out / "robust_hyps.json", robust_id, clips, decoder, "robust")):
             c["robust_hyp"] = h
         systems = ("base", "robust")
     if robust and router_dir:
-        router = AudioQualityRouter.load(router_dir)
+        router = AudioQualityRouter.load(router_dir, device)
         t = threshold if threshold is not None else float(router.training_metadata.get("threshold", 0.5))
         for i in range(0, len(clips), 32):
             for c, p in zip(clips[i:i + 32], router.predict_proba([c["audio"] for c in clips[i:i + 32]])):

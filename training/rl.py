@@ -31,6 +31,7 @@ from service.engines.decoding import TokenDecoder
 from service.engines.whisper_runner import WhisperRunner
 from training.config import RLConfig
 from training.data import CLEAN, learnable, read_manifest
+from training.device import resolve_device
 from training.encoder_cache import LowerStateCache, decoder_logits, upper_states
 from training.lora import add_lora, merge
 from training.reward import RewardConfig, group_advantages, group_rewards, zero_variance_group
@@ -84,7 +85,11 @@ def repetition_penalty(logits: torch.Tensor, histories: list[list[int]], penalty
 @torch.no_grad()
 def sample_rollouts(policy: torch.nn.Module, rules: TokenDecoder, encoder_states: torch.Tensor, prompt: list[int],
                     k: int, cfg: RLConfig, generator: torch.Generator) -> tuple[list[list[int]], list[bool]]:
-    """K sampled continuations per clip (rows grouped clip by clip) and whether each finished."""
+    """K sampled continuations per clip (rows grouped clip by clip) and whether each finished.
+
+    The runner returns logits on the CPU, so the rules, the penalty and the sampling (``generator``
+    is a CPU generator) run there whatever the model's device: the draws do not depend on it.
+    """
     runner = WhisperRunner(unwrap(policy))
     rules.runner = runner
     vocab = rules.vocab
@@ -112,7 +117,7 @@ def sample_rollouts(policy: torch.nn.Module, rules: TokenDecoder, encoder_states
             break
         keep_t = torch.tensor(keep)
         alive, tokens = alive[keep_t], tokens[keep_t]
-        state = state.select(keep_t)
+        state = state.select(keep_t.to(states.device))
         logits = runner.step(tokens[:, None], state)[:, -1]
     return generated, finished
 
@@ -163,7 +168,7 @@ def dapo_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor
 def policy_update(policy, groups: list[Group], hidden: torch.Tensor, n_frozen: int, k: int, optimizer,
                   cfg: RLConfig, pad: int) -> dict[str, float]:
     """``iterations_per_batch`` DAPO steps on one batch of groups (old/ref log-probs computed once)."""
-    inputs, targets, mask, advantages = response_batch(groups, pad)
+    inputs, targets, mask, advantages = (t.to(hidden.device) for t in response_batch(groups, pad))
     policy.eval()  # no dropout: old and new log-probs must agree before the first update
     with torch.no_grad():
         old_logp = token_logprobs(policy, hidden, n_frozen, k, inputs, targets)
@@ -229,9 +234,10 @@ def cosine_with_warmup(total: int, warmup_fraction: float):
 
 
 def train_rl(cfg: RLConfig, data_dir: str | Path) -> Path:
-    """Run DG-WGPO from the SFT checkpoint; writes ``adapter/`` and the merged ``final/``."""
+    """Run DG-WGPO from the SFT checkpoint on ``cfg.device``; writes ``adapter/`` and the merged ``final/``."""
     from service.scoring import corpus_score
 
+    device = resolve_device(cfg.device)
     torch.set_num_threads(cfg.threads)
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -240,11 +246,11 @@ def train_rl(cfg: RLConfig, data_dir: str | Path) -> Path:
     val_all = [r for r in read_manifest(Path(data_dir) / "val.jsonl") if r["scenario"] != CLEAN]
     val_rows = [val_all[i] for i in np.random.default_rng(cfg.seed).permutation(len(val_all))[:cfg.eval_samples]]
     torch.manual_seed(cfg.seed)
-    model, processor, init_dir = load_model(cfg.init)
+    model, processor, init_dir = load_model(cfg.init, device)
     n_frozen = model.config.encoder_layers - cfg.upper_encoder_blocks
     cache = LowerStateCache(model, n_frozen, FeatureMaker(processor, model.config), read_audio)
     policy = add_lora(model, cfg.scope, cfg.upper_encoder_blocks, cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout)
-    decoder = Decoder(init_dir, threads=cfg.threads)
+    decoder = Decoder(init_dir, threads=cfg.threads, device=device)
     rules = TokenDecoder(WhisperRunner(unwrap(policy)), decoder.transcriber.vocab)
     optimizer = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=0.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(cfg.steps, cfg.warmup_fraction))

@@ -22,6 +22,7 @@ from tqdm import tqdm
 from service.models.router_net import AudioQualityRouter
 from training.config import RouterTrainConfig
 from training.data import CLEAN, NOISE_ONLY, SILENT, read_manifest
+from training.device import resolve_device
 from training.sources import SAMPLE_RATE, read_audio, telephone_band
 
 
@@ -117,9 +118,14 @@ def predict(router: AudioQualityRouter, audios: list[np.ndarray], batch_size: in
 
 
 def train_router(cfg: RouterTrainConfig, data_dir: str | Path) -> Path:
-    """Train, pick the threshold on held-out speakers, save to ``out_dir/final``; returns that folder."""
+    """Train on ``cfg.device``, pick the threshold on held-out speakers, save to ``out_dir/final``.
+
+    Returns that folder. The weights are initialised on the CPU (the same start on every device)
+    and saved from the CPU.
+    """
     if any("asterisk" in p.lower() or "allison" in p.lower() for p in cfg.real_clean_train):
         raise ValueError("the Asterisk speaker (Allison) is the evaluation speaker: not in the router's training data")
+    device = resolve_device(cfg.device)
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -149,7 +155,7 @@ def train_router(cfg: RouterTrainConfig, data_dir: str | Path) -> Path:
         val_audio = val_audio + [telephone_band(val_audio[i]) for i in idx]
         val_y = np.concatenate([val_y, np.zeros(len(idx), dtype=np.int64)])
         val_real = np.concatenate([val_real, val_real[idx]])
-    router = AudioQualityRouter()
+    router = AudioQualityRouter().to(device)
     optimizer = torch.optim.AdamW(router.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(train_audio) / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
@@ -168,7 +174,7 @@ def train_router(cfg: RouterTrainConfig, data_dir: str | Path) -> Path:
             idx = order[start:start + cfg.batch_size]
             feats, mask = router.features_from_audio(
                 [augment(train_audio[i], rng, cfg.gain_db, cfg.weak_noise_db, cfg.narrowband_prob) for i in idx])
-            loss = loss_fn(router(feats, mask), torch.as_tensor(train_y[idx]))
+            loss = loss_fn(router(feats.to(device), mask.to(device)), torch.as_tensor(train_y[idx], device=device))
             loss.backward()
             torch.nn.utils.clip_grad_norm_(router.parameters(), cfg.max_grad_norm)
             optimizer.step()
@@ -184,6 +190,7 @@ def train_router(cfg: RouterTrainConfig, data_dir: str | Path) -> Path:
             best = {**record, "state": {k: v.clone() for k, v in router.state_dict().items()}, "scores": scores}
     assert best is not None
     router.load_state_dict(best.pop("state"))
+    router.cpu()
     scores = best.pop("scores")
     threshold = pick_threshold(val_y, scores)
     summary = {"best_epoch": best["epoch"], "threshold": threshold, "val_at_0.5": metrics(val_y, scores, 0.5),

@@ -27,6 +27,7 @@ from training import distributed
 from training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from training.config import PhaseConfig, SFTConfig
 from training.data import CLEAN, learnable, read_manifest, wer_subset
+from training.device import resolve_device
 from training.encoder_cache import LowerStateCache, decoder_logits, upper_states
 from training.lora import add_lora, encoder_block_ids, merge, param_groups
 from training.sources import read_audio
@@ -88,12 +89,16 @@ def step_loss(model: torch.nn.Module, rows: list[dict[str, Any]], pieces: Pieces
 
 def step_loss_sum(model: torch.nn.Module, rows: list[dict[str, Any]], pieces: Pieces,
                   encoder_trains: bool) -> tuple[torch.Tensor, int]:
-    """Summed token CE of one batch and its number of target tokens (what DDP ranks add up)."""
+    """Summed token CE of one batch and its number of target tokens (what DDP ranks add up).
+
+    Everything follows the device of the cached states, which is the model's (see the cache).
+    """
     hidden = pieces.cache.get([r["id"] for r in rows], [r["audio"] for r in rows])
     with torch.set_grad_enabled(encoder_trains and torch.is_grad_enabled()):
         states = upper_states(model, hidden, pieces.n_frozen)
     inputs, labels = decoder_targets([r["text"] for r in rows], [r["speech_end"] for r in rows],
                                      pieces.processor, pieces.tokens)
+    inputs, labels = inputs.to(hidden.device), labels.to(hidden.device)
     logits = decoder_logits(model, states, inputs)
     total = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
                                               ignore_index=IGNORE_INDEX, reduction="sum")
@@ -211,9 +216,11 @@ def train_sft(cfg: SFTConfig, data_dir: str | Path, clean_fraction: float = 0.1,
     """Run (or resume) every phase; returns the folder of the final merged checkpoint.
 
     Under ``torchrun`` (``WORLD_SIZE`` > 1) the ranks join a process group (gloo on the CPU, NCCL
-    with CUDA, or ``MEGAASR_DIST_BACKEND``), share the threads of a node, and only rank 0 writes.
+    with ``device = "cuda"``, or ``MEGAASR_DIST_BACKEND``), share the threads of a node, and only
+    rank 0 writes. With ``cuda`` each rank trains on ``cuda:LOCAL_RANK``.
     """
-    world = distributed.init()
+    world = distributed.init(device=cfg.device)
+    device = resolve_device(cfg.device, world.local_rank, world.active)
     torch.set_num_threads(max(1, cfg.threads // world.local_size))
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -222,16 +229,16 @@ def train_sft(cfg: SFTConfig, data_dir: str | Path, clean_fraction: float = 0.1,
     train_rows = learnable(read_manifest(Path(data_dir) / "train.jsonl"), learnability_max_wer)
     val_all = [r for r in read_manifest(Path(data_dir) / "val.jsonl") if r["scenario"] != CLEAN]
     val_rows = [val_all[i] for i in np.random.default_rng(cfg.seed).permutation(len(val_all))[:cfg.eval_samples]]
-    model, processor, base_dir = load_model(cfg.base_model)
+    model, processor, base_dir = load_model(cfg.base_model, device)
     n_frozen = model.config.encoder_layers - cfg.upper_encoder_blocks
     features = FeatureMaker(processor, model.config)
     pieces = Pieces(processor, TargetTokens.from_processor(processor, model.config), features,
                     LowerStateCache(model, n_frozen, features, read_audio), n_frozen)
-    decoder = Decoder(base_dir, threads=cfg.threads) if cfg.eval_every and world.main else None
+    decoder = Decoder(base_dir, threads=cfg.threads, device=device) if cfg.eval_every and world.main else None
     for index, phase in enumerate(cfg.phases):
         phase_dir = out_dir / f"phase{index}"
         if (phase_dir / "done").exists():
-            model = _load_merged(phase_dir / "merged")
+            model = _load_merged(phase_dir / "merged", device)
             pieces.cache.model = model
             continue
         peft_model = train_phase(model, index, phase, cfg, train_rows, val_rows, pieces, decoder, out_dir,
@@ -258,8 +265,8 @@ def train_sft(cfg: SFTConfig, data_dir: str | Path, clean_fraction: float = 0.1,
     return final
 
 
-def _load_merged(path: Path) -> torch.nn.Module:
-    model, _, _ = load_model(str(path))
+def _load_merged(path: Path, device: torch.device) -> torch.nn.Module:
+    model, _, _ = load_model(str(path), device)
     return model
 
 

@@ -33,10 +33,11 @@ def resolve_model(name_or_path: str) -> Path:
     return resolve(name_or_path, home=Settings().home, pull_if_missing=True)
 
 
-def load_model(name_or_path: str) -> tuple[WhisperForConditionalGeneration, WhisperProcessor, Path]:
-    """fp32 model (the stored files are fp16) and its processor."""
+def load_model(name_or_path: str, device: str | torch.device = "cpu"
+               ) -> tuple[WhisperForConditionalGeneration, WhisperProcessor, Path]:
+    """fp32 model (the stored files are fp16) on ``device``, and its processor."""
     path = resolve_model(name_or_path)
-    model = WhisperForConditionalGeneration.from_pretrained(path, dtype=torch.float32)
+    model = WhisperForConditionalGeneration.from_pretrained(path, dtype=torch.float32).to(device)
     model.config.use_cache = False
     return model, WhisperProcessor.from_pretrained(path), path
 
@@ -123,11 +124,12 @@ def make_batch(audios: list[np.ndarray], texts: list[str], ends: list[float], pr
 
 
 def sequence_loss(model, batch: Batch) -> torch.Tensor:
-    """Mean token cross-entropy over the unmasked targets."""
-    out = model(input_features=batch.input_features, decoder_input_ids=batch.decoder_input_ids)
+    """Mean token cross-entropy over the unmasked targets (the batch follows the model's device)."""
+    device = next(model.parameters()).device
+    out = model(input_features=batch.input_features.to(device), decoder_input_ids=batch.decoder_input_ids.to(device))
     logits = out.logits
     return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(),
-                                             batch.labels.reshape(-1), ignore_index=IGNORE_INDEX)
+                                             batch.labels.reshape(-1).to(device), ignore_index=IGNORE_INDEX)
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -139,14 +141,18 @@ class Decoder:
     """Greedy (served-path) transcription of arrays with any in-memory Whisper model.
 
     Builds the service's :class:`Transcriber` once from a checkpoint folder, then points its
-    runner at whichever model is being evaluated (peft-wrapped, merged or base).
+    runner at whichever model is being evaluated (peft-wrapped, merged or base). ``device`` is the
+    service's own ``Settings.device``: the transcriber's model is loaded there and its runner moves
+    inputs to the weights' device, so a model given to :meth:`use_model` must be on it too.
     """
 
     def __init__(self, checkpoint: Path, threads: int = 2, batch_size: int = 16,
-                 temperatures: tuple[float, ...] = (0.0,), max_new_tokens: int = 128) -> None:
+                 temperatures: tuple[float, ...] = (0.0,), max_new_tokens: int = 128,
+                 device: str | torch.device = "cpu") -> None:
         from service.engines.embedded import load_transcriber
 
-        self.transcriber = load_transcriber(Path(checkpoint), Settings(threads=threads, max_batch_size=batch_size))
+        settings = Settings(threads=threads, max_batch_size=batch_size, device=str(device))
+        self.transcriber = load_transcriber(Path(checkpoint), settings)
         self.batch_size = batch_size
         self.options = TranscriptionOptions(language="en", temperatures=temperatures, seed=0,
                                             max_new_tokens=max_new_tokens)
