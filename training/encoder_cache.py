@@ -8,8 +8,7 @@ block(s) and the decoder. The split forward is numerically the encoder's own for
 Device: the states are computed on the model's device (the expensive part) but stored on the
 CPU, in fp16, and only a step's batch is moved to the device. A stored clip of whisper-tiny is
 1.2 MB (3.8 MB for large models), so a cache of a full training split would take GPU memory the
-training step needs, and copying 8 clips per step costs far less than the step itself. It also
-keeps the cache the same object on every device (what a CPU resume of a GPU run reuses).
+training step needs, and copying 8 clips per step costs far less than the step itself.
 """
 
 from __future__ import annotations
