@@ -3,7 +3,7 @@
 # Usage: scripts/gpu_train.sh CONFIG [DEVICE]    DEVICE: cuda (default, or $MEGAASR_TRAIN_DEVICE), cuda:N, cpu, auto
 #   NPROC=8 scripts/gpu_train.sh ...   runs `train sft` under torchrun, one process per GPU (NCCL)
 #   ROBUST=<dir>/final                 the model evaluated and exported (default: the RL stage's final)
-# `train data` scores its clips with the base model on the CPU ([data] has no device setting).
+# `train data` decodes its clips with the base model on DEVICE too (the base WER of every clip).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 config="${1:?usage: scripts/gpu_train.sh CONFIG [DEVICE]}"
@@ -37,7 +37,7 @@ stage() {  # stage NAME COMMAND...: run it and print its wall time
 cli=("$py" -m service.cli)
 sft=("${cli[@]}")
 [ "${NPROC:-1}" -gt 1 ] && sft=("$py" -m torch.distributed.run --standalone --nproc_per_node "$NPROC" -m service.cli)
-stage data "${cli[@]}" train data --config "$config"
+stage data "${cli[@]}" train data --config "$config" --device "$device"
 stage sft "${sft[@]}" train sft --config "$config" --device "$device"
 stage rl "${cli[@]}" train rl --config "$config" --device "$device"
 stage router "${cli[@]}" train router --config "$config" --device "$device"

@@ -1,7 +1,7 @@
 """``megaasr train {data,sft,rl,router}``, ``megaasr eval`` and ``megaasr export``.
 
 Every setting comes from a recipe TOML (``--config``, default ``training/configs/tiny-en.toml``);
-flags only choose what to run and where the inputs are, plus ``--device`` (train sft/rl/router and
+flags only choose what to run and where the inputs are, plus ``--device`` (train data/sft/rl/router and
 eval), which replaces the stages' ``device`` before the recipe is validated. Heavy imports happen
 inside commands.
 """
@@ -119,6 +119,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     data = stages.add_parser("data", help="build train/val manifests: TTS + real speech -> 54 scenarios -> base WER")
     _add_config(data)
+    _add_device(data, "data")
     data.set_defaults(func=_cmd_data)
 
     sft = stages.add_parser("sft", help="A2S-SFT: three LoRA phases (upper encoder, decoder, joint), merged between",

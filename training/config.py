@@ -67,6 +67,8 @@ class DataConfig(_Strict):
     #: Noise-only and silent training clips (empty target), as a share of the degraded training clips.
     nonspeech_fraction: float = Field(0.0, ge=0.0, le=1.0)
     sonic_pi_dir: str = "/usr/share/sonic-pi/samples"  # real CC0 noise for the noise-only clips
+    #: Where the base model decodes every clip for its WER (the long pole of ``train data``).
+    device: Device = "cpu"
 
 
 class LoraConfig(_Strict):
@@ -194,7 +196,7 @@ class RecipeConfig(_Strict):
     eval: EvalConfig = EvalConfig()
 
 
-DEVICE_STAGES = ("sft", "rl", "router", "eval")
+DEVICE_STAGES = ("data", "sft", "rl", "router", "eval")
 
 
 def load_config(path: str | Path = DEFAULT_CONFIG, device: str | None = None,

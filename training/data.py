@@ -236,7 +236,7 @@ def build_datasets(cfg: DataConfig, base_model: str, threads: int = 2) -> dict[s
             if split == "train" and band_rng.random() < cfg.narrowband_fraction:
                 utt, audio = narrowband(utt, audio, out_dir)
             rows[split] += clip_rows(utt, audio, split, copies, cfg, rng, out_dir, names)
-    decoder = Decoder(resolve_model(base_model), threads=threads)
+    decoder = Decoder(resolve_model(base_model), threads=threads, device=cfg.device)
     for split in rows:
         # Clean copies need no WER (the curriculum grades degraded clips only): on a CPU the
         # encoder pass per clip (a full 30-s window) is the cost of this whole step.

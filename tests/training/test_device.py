@@ -19,6 +19,7 @@ from tests.training.helpers import spoken_rows, tiny_whisper, write_jsonl
 from training.checkpoint import latest_checkpoint
 from training.config import (
     DEFAULT_CONFIG,
+    DataConfig,
     EvalConfig,
     PhaseConfig,
     RLConfig,
@@ -32,7 +33,7 @@ from training.sft import train_sft
 CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
 needs_no_cuda = pytest.mark.skipif(CUDA, reason="checks the refusal on a machine without CUDA")
-STAGES = (SFTConfig, RLConfig, RouterTrainConfig, EvalConfig)
+STAGES = (DataConfig, SFTConfig, RLConfig, RouterTrainConfig, EvalConfig)
 
 
 def _stage(cls, **kw):
@@ -62,6 +63,8 @@ def test_cuda_in_a_recipe_or_on_the_command_line_fails_before_anything_runs(tmp_
     assert main(["train", "sft", "--config", str(DEFAULT_CONFIG), "--device", "cuda", "--data", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "sft.device" in err and "torch.cuda.is_available() is False" in err
+    assert main(["train", "data", "--config", str(DEFAULT_CONFIG), "--device", "cuda"]) == 2
+    assert "data.device" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("bad", ["gpu", "cuda:x", "mps", "cuda:-1", ""])
