@@ -44,3 +44,16 @@ def spoken_rows(folder: Path, voices: tuple[str, ...] = ("slt",)) -> list[dict]:
 def write_jsonl(rows: list[dict], path: Path) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
+
+
+def sft_workspace(root: Path) -> tuple[Path, Path, list[dict]]:
+    """A tiny Whisper plus a data folder whose train and val splits are the same spoken clips."""
+    from tests.conftest import model_dir
+
+    model_path = tiny_whisper(root / "model", model_dir("whisper-tiny.en"))
+    rows = spoken_rows(root / "audio")
+    data = root / "data"
+    data.mkdir()
+    write_jsonl(rows, data / "train.jsonl")
+    write_jsonl(rows, data / "val.jsonl")
+    return root, model_path, rows

@@ -15,7 +15,7 @@ import torch
 from pydantic import ValidationError
 
 from tests.conftest import model_dir
-from tests.training.helpers import spoken_rows, tiny_whisper, write_jsonl
+from tests.training.helpers import sft_workspace, spoken_rows, tiny_whisper
 from training.checkpoint import latest_checkpoint
 from training.config import (
     DEFAULT_CONFIG,
@@ -103,14 +103,7 @@ def test_cuda_resolves_to_the_local_rank_and_a_pinned_gpu_is_refused_under_torch
 # -- runs --------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    root = tmp_path_factory.mktemp("device")
-    model_path = tiny_whisper(root / "model", model_dir("whisper-tiny.en"))
-    rows = spoken_rows(root / "audio")
-    data = root / "data"
-    data.mkdir()
-    write_jsonl(rows, data / "train.jsonl")
-    write_jsonl(rows, data / "val.jsonl")
-    return root, model_path, rows
+    return sft_workspace(tmp_path_factory.mktemp("device"))
 
 
 def _cfg(model_path: Path, out: Path, dropout: float = 0.0, **device) -> SFTConfig:

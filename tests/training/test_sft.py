@@ -7,8 +7,7 @@ import shutil
 import pytest
 import torch
 
-from tests.conftest import model_dir
-from tests.training.helpers import spoken_rows, tiny_whisper, write_jsonl
+from tests.training.helpers import sft_workspace
 from training.config import PhaseConfig, SFTConfig
 from training.encoder_cache import LowerStateCache
 from training.export import apply_adapter, combine_adapters
@@ -19,14 +18,7 @@ from training.whisper import FeatureMaker, TargetTokens, load_model
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    root = tmp_path_factory.mktemp("sft")
-    model_path = tiny_whisper(root / "model", model_dir("whisper-tiny.en"))
-    rows = spoken_rows(root / "audio")
-    data = root / "data"
-    data.mkdir()
-    write_jsonl(rows, data / "train.jsonl")
-    write_jsonl(rows, data / "val.jsonl")
-    return root, model_path, rows
+    return sft_workspace(tmp_path_factory.mktemp("sft"))
 
 
 def _cfg(model_path, out, steps=6, phases=None, lr=3e-3, save_every=2) -> SFTConfig:
