@@ -103,7 +103,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     router_summary = json.loads(router_metrics.read_text()) if router_metrics and router_metrics.exists() else None
     threshold = args.threshold if args.threshold is not None else (router_summary or {}).get("threshold", 0.5)
     card = model_card(cfg.sft.base_model, cfg.model_dump(), eval_summary,
-                      {k: v for k, v in (router_summary or {}).items() if k != "history"} or None)
+                      {k: v for k, v in (router_summary or {}).items() if k != "history"} or None,
+                      stage=training_record.get("stage", "sft"))
     bundle = export_bundle(args.out, cfg.sft.base_model, training_record["adapters"],
                            None if args.no_merged else args.robust, args.router, float(threshold), card)
     print(bundle)

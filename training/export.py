@@ -118,12 +118,17 @@ def export_bundle(out_dir: str | Path, base_model: str, adapter_dirs: list[str |
 
 
 def model_card(base_model: str, recipe: dict[str, Any], eval_summary: dict[str, Any] | None,
-               router_summary: dict[str, Any] | None) -> str:
-    """Markdown model card with the training config and the measured numbers."""
+               router_summary: dict[str, Any] | None, stage: str = "sft") -> str:
+    """Markdown model card with the training config and the measured numbers.
+
+    ``stage`` is the exported model's own training record (``sft`` or ``rl``): the card names the
+    stages the adapter really went through, not every stage the recipe has.
+    """
+    trained_by = ("A2S-SFT (three LoRA phases, merged between phases)" if stage == "sft" else
+                  "A2S-SFT (three LoRA phases, merged between phases) followed by DG-WGPO")
     lines = [f"# Mega-ASR robust LoRA for {base_model}", "",
-             ("Robust adapter trained by this project's A2S-SFT (three LoRA phases, merged between phases) "
-             "and DG-WGPO code on simulated in-the-wild audio; an audio-quality router sends clean audio "
-             "to the base model and degraded audio to the adapter."), "",
+             (f"Robust adapter trained by this project's {trained_by} on simulated in-the-wild audio; "
+              "an audio-quality router sends clean audio to the base model and degraded audio to the adapter."), "",
              "Load with `megaasr serve --checkpoint <this folder>`; `training.export.load_bundle` reads it.", ""]
     if eval_summary:
         lines += ["## Evaluation (held-out speaker and sentences)", "", eval_summary.get("markdown", ""), ""]

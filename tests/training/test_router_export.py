@@ -78,3 +78,12 @@ def test_bundle_has_the_agreed_format(tmp_path):
     (tmp_path / "bundle" / "bundle.json").write_text(json.dumps(meta))
     with pytest.raises(BundleError, match="merged='missing'"):
         load_bundle(tmp_path / "bundle")
+
+
+def test_model_card_names_only_the_stages_the_model_went_through():
+    from training.export import model_card
+
+    sft_only = model_card("whisper-tiny.en", {"sft": {}}, None, None, stage="sft")
+    with_rl = model_card("whisper-tiny.en", {"sft": {}}, None, None, stage="rl")
+    assert "A2S-SFT" in sft_only and "DG-WGPO" not in sft_only
+    assert "followed by DG-WGPO" in with_rl
