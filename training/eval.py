@@ -121,11 +121,14 @@ def summarise(clips: list[dict[str, Any]], systems: tuple[str, ...]) -> dict[str
                                                                  for s, c in zip(per, rows)])), 2) if rows else None,
                 "omission_rate": round(100 * float(np.mean([omission_flag(s) for s in per])), 2) if rows else None}
 
-    def groups(key) -> dict[str, dict[str, Any]]:
+    def groups(key, order: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
+        """Per-group blocks, in ``order`` where given (severity: low, mid, high), else sorted."""
         buckets: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for c in degraded:
             buckets[key(c)].append(c)
-        return {k: {s: block(v, s) for s in systems} for k, v in sorted(buckets.items())}
+        rank = {k: i for i, k in enumerate(order)}
+        ordered = sorted(buckets.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0]))
+        return {k: {s: block(v, s) for s in systems} for k, v in ordered}
 
     silent_like = {k: [c for c in clips if c["scenario"] == k] for k in (NOISE_ONLY, SILENT)}
     summary: dict[str, Any] = {
@@ -133,7 +136,7 @@ def summarise(clips: list[dict[str, Any]], systems: tuple[str, ...]) -> dict[str
         "clean": {s: block([c for c in speech if c["scenario"] == CLEAN], s) for s in systems},
         "by_effect_count": groups(lambda c: f"{c['n_effects']} effects" if c["n_effects"] < 3 else "3+ effects"),
         "by_n_effects": groups(lambda c: str(c["n_effects"])),
-        "by_severity": groups(lambda c: severity_band(c["severity"])),
+        "by_severity": groups(lambda c: severity_band(c["severity"]), order=("low", "mid", "high")),
         "by_scenario": groups(lambda c: c["scenario"]),
         "non_speech": {k: {s: {"n": len(v), "clips_with_words": sum(bool(c[f"{s}_hyp"].strip()) for c in v),
                                "inserted_words": sum(len(c[f"{s}_hyp"].split()) for c in v)} for s in systems}
