@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from training.device import is_cuda
+
 
 @dataclass(frozen=True)
 class World:
@@ -45,13 +47,13 @@ def init(backend: str | None = None, device: str = "cpu") -> World:
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size <= 1:
         return World()
-    cuda = device.startswith("cuda")
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if not dist.is_initialized():
-        if cuda:
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        backend = backend or os.environ.get("MEGAASR_DIST_BACKEND") or ("nccl" if cuda else "gloo")
+        if is_cuda(device):
+            torch.cuda.set_device(local_rank)
+        backend = backend or os.environ.get("MEGAASR_DIST_BACKEND") or ("nccl" if is_cuda(device) else "gloo")
         dist.init_process_group(backend=backend)
-    return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")),
+    return World(dist.get_rank(), dist.get_world_size(), local_rank,
                  int(os.environ.get("LOCAL_WORLD_SIZE", str(size))))
 
 

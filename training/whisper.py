@@ -20,6 +20,7 @@ from service.engines.decoding import TokenDecoder
 from service.engines.features import HOP_LENGTH, SAMPLE_RATE, LogMel, pad_or_trim
 from service.engines.whisper_runner import WhisperRunner
 from service.models.registry import resolve
+from training.device import model_device
 
 IGNORE_INDEX = -100
 TIME_PRECISION = 0.02
@@ -125,8 +126,9 @@ def make_batch(audios: list[np.ndarray], texts: list[str], ends: list[float], pr
 
 def sequence_loss(model, batch: Batch) -> torch.Tensor:
     """Mean token cross-entropy over the unmasked targets (the batch follows the model's device)."""
-    device = next(model.parameters()).device
-    out = model(input_features=batch.input_features.to(device), decoder_input_ids=batch.decoder_input_ids.to(device))
+    device = model_device(model)
+    out = model(input_features=batch.input_features.to(device),
+                decoder_input_ids=batch.decoder_input_ids.to(device))
     logits = out.logits
     return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(),
                                              batch.labels.reshape(-1).to(device), ignore_index=IGNORE_INDEX)

@@ -38,8 +38,8 @@ class TranscriptionOptions:
     adapter: Adapter = "base"
     seed: int | None = None
     #: Encode only the audio plus a margin instead of Whisper's full 30 s (None: the engine's
-    #: setting). Live partials ask for it: they are re-decoded every half second and are replaced
-    #: by a full-window final anyway. Engines that cannot trim ignore it.
+    #: setting). Live partials ask for it: they are re-decoded every ``realtime_partial_interval_s``
+    #: and are replaced by a full-window final anyway. Engines that cannot trim ignore it.
     trim_padding: bool | None = None
 
 
