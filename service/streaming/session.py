@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import soxr
 
-from service.engines.base import TranscriptionOptions, TranscriptionResult
+from service.engines.base import DEFAULT_TEMPERATURES, TranscriptionOptions, TranscriptionResult
 from service.errors import Overloaded, ServiceError
 from service.streaming.stabilizer import StablePrefix
 from service.streaming.vad import SAMPLE_RATE, EnergyVad, VadConfig
@@ -189,7 +189,7 @@ class TranscriptionSession:
             await self._partial()
 
     def _options(self, final: bool) -> TranscriptionOptions:
-        temps = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0) if final else (0.0,)
+        temps = DEFAULT_TEMPERATURES if final else (0.0,)
         # Partials encode only the audio heard so far (plus a margin): the final re-decodes the
         # full window, so the partials' speed matters more than their last word.
         return TranscriptionOptions(language=self.config.language, prompt=self.config.prompt, temperatures=temps,
