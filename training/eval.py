@@ -131,6 +131,8 @@ def summarise(clips: list[dict[str, Any]], systems: tuple[str, ...]) -> dict[str
         return {k: {s: block(v, s) for s in systems} for k, v in ordered}
 
     silent_like = {k: [c for c in clips if c["scenario"] == k] for k in (NOISE_ONLY, SILENT)}
+    compared = systems[-1] if len(systems) > 1 else None  # routed when there is a router, else robust
+    three_plus = [c for c in degraded if c["n_effects"] >= 3]
     summary: dict[str, Any] = {
         "overall_degraded": {s: block(degraded, s) for s in systems},
         "clean": {s: block([c for c in speech if c["scenario"] == CLEAN], s) for s in systems},
@@ -141,6 +143,9 @@ def summarise(clips: list[dict[str, Any]], systems: tuple[str, ...]) -> dict[str
         "non_speech": {k: {s: {"n": len(v), "clips_with_words": sum(bool(c[f"{s}_hyp"].strip()) for c in v),
                                "inserted_words": sum(len(c[f"{s}_hyp"].split()) for c in v)} for s in systems}
                        for k, v in silent_like.items()},
+        "gain_ci95": {"system": compared,
+                      "degraded": gain_interval(degraded, compared) if compared else None,
+                      "3+ effects": gain_interval(three_plus, compared) if compared else None},
     }
     if clips and "p_dirty" in clips[0]:
         clean = [c for c in speech if c["scenario"] == CLEAN]
@@ -155,19 +160,42 @@ def relative_gain(base: float, other: float) -> float:
     return round(100 * (base - other) / base, 1) if base else 0.0
 
 
+def gain_interval(rows: list[dict[str, Any]], system: str, n_boot: int = 2000, seed: int = 0,
+                  level: float = 0.95) -> list[float] | None:
+    """Paired-bootstrap interval of ``system``'s relative corpus-WER gain over the base model (percent).
+
+    Why: 108 degraded clips are a small sample, and a gain of a few points can be luck of the draw.
+    Clips are resampled with replacement (both systems keep the same clips, so the comparison stays
+    paired) and the micro-averaged gain recomputed each time; the percentile interval is returned.
+    """
+    if not rows:
+        return None
+    refs = np.array([score(c["text"], c["base_hyp"]).reference_words for c in rows], dtype=float)
+    base = np.array([score(c["text"], c["base_hyp"]).word_edits for c in rows], dtype=float)
+    other = np.array([score(c["text"], c[f"{system}_hyp"]).word_edits for c in rows], dtype=float)
+    idx = np.random.default_rng(seed).integers(0, len(rows), size=(n_boot, len(rows)))
+    base_err = base[idx].sum(axis=1)
+    gains = np.where(base_err > 0, 100 * (base_err - other[idx].sum(axis=1)) / np.maximum(base_err, 1), 0.0)
+    tail = 100 * (1 - level) / 2
+    return [round(float(np.percentile(gains, tail)), 1), round(float(np.percentile(gains, 100 - tail)), 1)]
+
+
 def markdown(summary: dict[str, Any], systems: tuple[str, ...]) -> str:
     """The headline tables of an evaluation."""
-    head = "| group | n | " + " | ".join(f"{s} WER" for s in systems) + " | routed vs base |\n"
-    head += "|---|---|" + "---|" * len(systems) + "---|\n"
+    head = "| group | n | " + " | ".join(f"{s} WER" for s in systems) + " | routed vs base | 95 % CI (bootstrap) |\n"
+    head += "|---|---|" + "---|" * len(systems) + "---|---|\n"
+    ci = summary.get("gain_ci95", {})
 
-    def row(name: str, blk: dict[str, Any]) -> str:
+    def row(name: str, blk: dict[str, Any], interval: list[float] | None = None) -> str:
         vals = " | ".join(f"{blk[s]['wer']:.2f}" for s in systems)
         gain = relative_gain(blk["base"]["wer"], blk["routed"]["wer"]) if "routed" in blk else ""
-        return f"| {name} | {blk[systems[0]]['n']} | {vals} | {gain}% |\n"
+        band = f"{interval[0]}% .. {interval[1]}%" if interval else ""
+        return f"| {name} | {blk[systems[0]]['n']} | {vals} | {gain}% | {band} |\n"
 
-    text = head + row("clean", summary["clean"]) + row("degraded, all 54 scenarios", summary["overall_degraded"])
+    text = head + row("clean", summary["clean"]) + row("degraded, all 54 scenarios", summary["overall_degraded"],
+                                                       ci.get("degraded"))
     for k, blk in summary["by_effect_count"].items():
-        text += row(k, blk)
+        text += row(k, blk, ci.get(k))
     for k, blk in summary["by_severity"].items():
         text += row(f"severity {k}", blk)
     text += "\n| clips | " + " | ".join(f"{s}: clips with words / inserted words" for s in systems) + " |\n"

@@ -9,7 +9,7 @@ import json
 
 import numpy as np
 
-from training.eval import cached_hyps, markdown, plot, relative_gain, summarise
+from training.eval import cached_hyps, gain_interval, markdown, plot, relative_gain, summarise
 
 SYSTEMS = ("base", "robust", "routed")
 
@@ -70,11 +70,31 @@ def test_router_shares_and_severity_order():
 def test_markdown_and_plot(tmp_path):
     s = summarise(CLIPS, SYSTEMS)
     text = markdown(s, SYSTEMS)
-    assert f"| degraded, all 54 scenarios | 3 | {100 * 8 / 9:.2f} | {100 * 2 / 9:.2f} | {100 * 2 / 9:.2f} | 75.0% |" in text
+    lo, hi = s["gain_ci95"]["degraded"]
+    assert (f"| degraded, all 54 scenarios | 3 | {100 * 8 / 9:.2f} | {100 * 2 / 9:.2f} | {100 * 2 / 9:.2f} | 75.0% | "
+            f"{lo}% .. {hi}% |") in text
     assert text.index("severity low") < text.index("severity mid") < text.index("severity high")
     assert relative_gain(80.0, 60.0) == 25.0 and relative_gain(0.0, 1.0) == 0.0
     png = plot(s, SYSTEMS, tmp_path / "wer.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bootstrap_interval_of_the_gain():
+    s = summarise(CLIPS, SYSTEMS)
+    assert s["gain_ci95"]["system"] == "routed"
+    # Every resample of d1 (4 words, base 2 errors, routed 0), d2 (4, 4, 2), d3 (1, 2, 0) gains between 50 %
+    # (d2 alone) and 100 % (no d2); the point estimate is (8 - 2) / 8 = 75 %.
+    lo, hi = s["gain_ci95"]["degraded"]
+    assert 50.0 <= lo < 75.0 < hi == 100.0
+    assert s["gain_ci95"]["3+ effects"] == [50.0, 50.0]  # one clip: every resample is d2
+    # Clips that all halve the errors give exactly 50 % whatever the resample; no change gives exactly 0 %.
+    halved = [_clip("a", "please hold the line", "noise", 1, 0.5, "", "please hold"),
+              _clip("b", "thank you", "noise", 1, 0.5, "", "thank")]
+    assert gain_interval(halved, "robust") == [50.0, 50.0]
+    same = [{**c, "robust_hyp": c["base_hyp"]} for c in halved]
+    assert gain_interval(same, "robust") == [0.0, 0.0]
+    assert gain_interval([], "robust") is None
+    assert gain_interval(CLIPS[2:5], "robust", seed=3) == gain_interval(CLIPS[2:5], "robust", seed=3)
 
 
 class _CountingDecoder:
