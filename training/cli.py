@@ -13,7 +13,7 @@ import json
 import logging
 from pathlib import Path
 
-from training.config import DEFAULT_CONFIG
+from training.config import DEFAULT_CONFIG, EvalConfig
 
 
 def _config(args: argparse.Namespace):
@@ -81,11 +81,18 @@ def _cmd_router(args: argparse.Namespace) -> int:
     return 0
 
 
+def eval_settings(eval_cfg: EvalConfig, args: argparse.Namespace) -> EvalConfig:
+    """The recipe's ``[eval]`` with the command line's overrides (a fresh draw: ``--seed``, more clips)."""
+    update = {key: value for key, value in (("out_dir", args.out), ("seed", args.seed),
+                                             ("clips_per_scenario", args.clips_per_scenario)) if value is not None}
+    return EvalConfig.model_validate({**eval_cfg.model_dump(), **update})
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     from training.eval import run_eval
 
     cfg = _config(args)
-    ecfg = cfg.eval if args.out is None else cfg.eval.model_copy(update={"out_dir": args.out})
+    ecfg = eval_settings(cfg.eval, args)
     summary = run_eval(ecfg, args.base or cfg.sft.base_model, args.robust, args.router, args.threshold,
                        manifest=args.manifest, scenarios=args.scenarios)
     print(summary["markdown"] or json.dumps(summary["overall_degraded"], indent=2))
@@ -157,6 +164,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--router", help="trained router folder (enables the routed system)")
     ev.add_argument("--threshold", type=float, help="router threshold (default: the one picked on validation)")
     ev.add_argument("--out", help="output folder (default: [eval].out_dir)")
+    ev.add_argument("--seed", type=int, help="seed of the on-the-fly split: another draw of clips and severities "
+                                             "(default: [eval].seed)")
+    ev.add_argument("--clips-per-scenario", type=int,
+                    help="degraded clips per scenario (default: [eval].clips_per_scenario)")
     ev.set_defaults(func=_cmd_eval)
 
     ex = subparsers.add_parser("export", help="write a megaasr-bundle/1 folder for `megaasr serve --checkpoint`")

@@ -173,7 +173,7 @@ class RouterTrainConfig(_Strict):
 class EvalConfig(_Strict):
     out_dir: str = "runs/tiny/eval"
     scenarios: str = "all"
-    clips_per_scenario: int = 4  # eval prompts corrupted by each scenario (prompts rotate)
+    clips_per_scenario: int = Field(4, ge=1)  # eval prompts corrupted by each scenario (prompts rotate)
     clean: bool = True
     noise_only_clips: int = 20
     silent_clips: int = 5

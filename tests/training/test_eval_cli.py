@@ -1,0 +1,31 @@
+"""``megaasr eval``'s overrides: another seeded draw and more clips per scenario, validated like the recipe."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+from pydantic import ValidationError
+
+from training.cli import eval_settings, register
+from training.config import DEFAULT_CONFIG, load_config
+
+
+def _parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    return parser.parse_args(["eval", "--config", str(DEFAULT_CONFIG), *argv])
+
+
+def test_overrides_replace_only_what_is_given():
+    recipe = load_config(DEFAULT_CONFIG).eval
+    assert eval_settings(recipe, _parse()) == recipe
+    fresh = eval_settings(recipe, _parse("--seed", "77", "--clips-per-scenario", "4", "--out", "runs/x"))
+    assert (fresh.seed, fresh.clips_per_scenario, fresh.out_dir) == (77, 4, "runs/x")
+    assert fresh.model_dump(exclude={"seed", "clips_per_scenario", "out_dir"}) == \
+        recipe.model_dump(exclude={"seed", "clips_per_scenario", "out_dir"})
+
+
+def test_zero_clips_per_scenario_is_refused():
+    with pytest.raises(ValidationError, match="clips_per_scenario"):
+        eval_settings(load_config(DEFAULT_CONFIG).eval, _parse("--clips-per-scenario", "0"))
