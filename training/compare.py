@@ -20,10 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from service.scoring import corpus_score
-from training.eval import CLEAN, NOISE_ONLY, SILENT, gain_interval, relative_gain
+from training.eval import gain_interval, relative_gain, speech_groups
 
 SYSTEM_PREFERENCE = ("routed", "robust", "base")
-GROUPS = ("clean", "degraded", "3+ effects")
 
 
 @dataclass(frozen=True)
@@ -62,17 +61,11 @@ def align(reference: list[dict[str, Any]], other: list[dict[str, Any]], system: 
     return out
 
 
-def group_rows(clips: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    degraded = [c for c in clips if c["scenario"] not in (CLEAN, NOISE_ONLY, SILENT)]
-    return {"clean": [c for c in clips if c["scenario"] == CLEAN], "degraded": degraded,
-            "3+ effects": [c for c in degraded if c["n_effects"] >= 3]}
-
-
 def compare_run(name: str, reference: list[dict[str, Any]], other: list[dict[str, Any]],
                 system: str | None = None) -> Row:
     """One run's WER by group and its gain over the reference run's base model."""
     chosen = pick_system(other, system)
-    groups = group_rows(align(reference, other, chosen))
+    groups = speech_groups(align(reference, other, chosen))
     wer, gain, interval = {}, {}, {}
     for group, rows in groups.items():
         base = 100 * corpus_score((c["text"], c["base_hyp"]) for c in rows).wer

@@ -108,10 +108,17 @@ def transcribe_all(decoder, clips: list[dict[str, Any]], label: str) -> list[str
 
 
 # -- scoring -----------------------------------------------------------------------------------
+def speech_groups(clips: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The headline groups of speech clips: clean, degraded (all scenarios) and degraded with 3+ effects."""
+    degraded = [c for c in clips if c["scenario"] not in (CLEAN, NOISE_ONLY, SILENT)]
+    return {"clean": [c for c in clips if c["scenario"] == CLEAN], "degraded": degraded,
+            "3+ effects": [c for c in degraded if c["n_effects"] >= 3]}
+
+
 def summarise(clips: list[dict[str, Any]], systems: tuple[str, ...]) -> dict[str, Any]:
     """Corpus WER/CER and flag rates by system and by clip group."""
-    speech = [c for c in clips if c["scenario"] not in (NOISE_ONLY, SILENT)]
-    degraded = [c for c in speech if c["scenario"] != CLEAN]
+    headline = speech_groups(clips)
+    clean, degraded = headline["clean"], headline["degraded"]
 
     def block(rows: list[dict[str, Any]], system: str) -> dict[str, Any]:
         total = corpus_score((c["text"], c[f"{system}_hyp"]) for c in rows)
@@ -132,10 +139,9 @@ def summarise(clips: list[dict[str, Any]], systems: tuple[str, ...]) -> dict[str
 
     silent_like = {k: [c for c in clips if c["scenario"] == k] for k in (NOISE_ONLY, SILENT)}
     compared = systems[-1] if len(systems) > 1 else None  # routed when there is a router, else robust
-    three_plus = [c for c in degraded if c["n_effects"] >= 3]
     summary: dict[str, Any] = {
         "overall_degraded": {s: block(degraded, s) for s in systems},
-        "clean": {s: block([c for c in speech if c["scenario"] == CLEAN], s) for s in systems},
+        "clean": {s: block(clean, s) for s in systems},
         "by_effect_count": groups(lambda c: f"{c['n_effects']} effects" if c["n_effects"] < 3 else "3+ effects"),
         "by_n_effects": groups(lambda c: str(c["n_effects"])),
         "by_severity": groups(lambda c: severity_band(c["severity"]), order=("low", "mid", "high")),
@@ -145,10 +151,9 @@ def summarise(clips: list[dict[str, Any]], systems: tuple[str, ...]) -> dict[str
                        for k, v in silent_like.items()},
         "gain_ci95": {"system": compared,
                       "degraded": gain_interval(degraded, compared) if compared else None,
-                      "3+ effects": gain_interval(three_plus, compared) if compared else None},
+                      "3+ effects": gain_interval(headline["3+ effects"], compared) if compared else None},
     }
     if clips and "p_dirty" in clips[0]:
-        clean = [c for c in speech if c["scenario"] == CLEAN]
         summary["router"] = {"clean_sent_to_base": float(np.mean([not c["routed_robust"] for c in clean])) if clean else None,
                              "degraded_sent_to_robust": float(np.mean([c["routed_robust"] for c in degraded])),
                              "non_speech_sent_to_robust": float(np.mean([c["routed_robust"] for c in clips
