@@ -13,7 +13,7 @@ import json
 import logging
 from pathlib import Path
 
-from training.config import DEFAULT_CONFIG, EvalConfig
+from training.config import DEFAULT_CONFIG, EvalConfig, RecipeConfig
 
 
 def _config(args: argparse.Namespace):
@@ -34,11 +34,16 @@ def _add_device(p: argparse.ArgumentParser, stage: str) -> None:
     p.set_defaults(device_stage=stage)
 
 
+def grade_model(cfg: RecipeConfig) -> str:
+    """The model that grades training clips: ``[data].grade_model``, else the model being adapted."""
+    return cfg.data.grade_model or cfg.sft.base_model
+
+
 def _cmd_data(args: argparse.Namespace) -> int:
     from training.data import build_datasets
 
     cfg = _config(args)
-    paths = build_datasets(cfg.data, cfg.sft.base_model, cfg.sft.threads)
+    paths = build_datasets(cfg.data, grade_model(cfg), cfg.sft.threads)
     print(json.dumps({k: str(v) for k, v in paths.items()}, indent=2))
     return 0
 

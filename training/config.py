@@ -69,6 +69,10 @@ class DataConfig(_Strict):
     sonic_pi_dir: str = "/usr/share/sonic-pi/samples"  # real CC0 noise for the noise-only clips
     #: Where the base model decodes every clip for its WER (the long pole of ``train data``).
     device: Device = "cpu"
+    #: The model whose served decode grades the clips (WER curriculum, learnability filter). None: the
+    #: model being adapted (``[sft].base_model``), as the paper does. Another name lets a larger model's
+    #: recipe reuse a smaller model's data and grades as a difficulty proxy (``training/configs/base.toml``).
+    grade_model: str | None = None
 
 
 class LoraConfig(_Strict):
