@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,6 +136,26 @@ def evaluate(model: torch.nn.Module, rows: list[dict[str, Any]], pieces: Pieces,
     return out
 
 
+def graded_by(data_dir: str | Path) -> str | None:
+    """The model whose decode is the manifests' ``base_hyp`` (``train data``'s summary), if recorded."""
+    summary = Path(data_dir) / "summary.json"
+    return json.loads(summary.read_text()).get("base_model") if summary.exists() else None
+
+
+def own_base_hyps(rows: list[dict[str, Any]], grader: str | None, base_model: str,
+                  decode: Callable[[list[np.ndarray]], list[str]]) -> list[dict[str, Any]]:
+    """Validation rows whose ``base_hyp`` is ``base_model``'s own decode.
+
+    A recipe may grade its clips with another model (``[data].grade_model``); the manifests then hold
+    that model's hypotheses, and ``val_base_wer`` would be the grader's WER, not the adapted model's
+    starting point. ``decode`` is the unadapted model's served decode; it runs only in that case.
+    """
+    if grader is None or grader == base_model:
+        return rows
+    hyps = decode([read_audio(r["audio"]) for r in rows])
+    return [{**r, "base_hyp": h, "grade_hyp": r.get("base_hyp")} for r, h in zip(rows, hyps)]
+
+
 # -- one phase ---------------------------------------------------------------------------------
 def train_phase(model: torch.nn.Module, index: int, phase: PhaseConfig, cfg: SFTConfig, train_rows: list[dict],
                 val_rows: list[dict], pieces: Pieces, decoder: Decoder | None, out_dir: Path,
@@ -235,6 +256,8 @@ def train_sft(cfg: SFTConfig, data_dir: str | Path, clean_fraction: float = 0.1,
     pieces = Pieces(processor, TargetTokens.from_processor(processor, model.config), features,
                     LowerStateCache(model, n_frozen, features, read_audio), n_frozen)
     decoder = Decoder(base_dir, threads=cfg.threads, device=device) if cfg.eval_every and world.main else None
+    if decoder is not None:  # before any phase: ``model`` is still the unadapted base
+        val_rows = own_base_hyps(val_rows, graded_by(data_dir), cfg.base_model, decoder.use_model(model))
     for index, phase in enumerate(cfg.phases):
         phase_dir = out_dir / f"phase{index}"
         if (phase_dir / "done").exists():

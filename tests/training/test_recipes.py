@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 import training.data
+from tests.training.helpers import write_jsonl
 from training.cli import grade_model, register
 from training.config import CONFIG_DIR, DEFAULT_CONFIG, load_config
+from training.sft import graded_by, own_base_hyps
 
 RECIPES = sorted(CONFIG_DIR.glob("*.toml"))
 
@@ -43,3 +47,25 @@ def test_train_data_decodes_with_the_grade_model(monkeypatch, capsys):
     args = parser.parse_args(["train", "data", "--config", str(CONFIG_DIR / "base.toml")])
     assert args.func(args) == 0
     assert seen["model"] == "whisper-tiny.en"
+
+
+def test_validation_baseline_is_the_adapted_models_own_decode(tmp_path):
+    audio = tmp_path / "a.wav"
+    sf.write(audio, np.zeros(1600, dtype=np.float32), 16000)
+    rows = [{"id": "x", "audio": str(audio), "text": "hold the line", "base_hyp": "hold"}]
+    write_jsonl(rows, tmp_path / "val.jsonl")
+    assert graded_by(tmp_path) is None  # no summary: nothing to say who graded
+    (tmp_path / "summary.json").write_text('{"base_model": "whisper-tiny.en"}')
+    assert graded_by(tmp_path) == "whisper-tiny.en"
+    calls = []
+
+    def decode(audios):
+        calls.append(len(audios))
+        return ["hold the line"]
+
+    assert own_base_hyps(rows, "whisper-tiny.en", "whisper-tiny.en", decode) == rows  # graded by itself
+    assert calls == []
+    mine = own_base_hyps(rows, "whisper-tiny.en", "whisper-base", decode)
+    assert calls == [1]
+    assert mine[0]["base_hyp"] == "hold the line" and mine[0]["grade_hyp"] == "hold"
+    assert rows[0]["base_hyp"] == "hold"  # the caller's rows are not changed
