@@ -89,7 +89,8 @@ def _cmd_router(args: argparse.Namespace) -> int:
 def eval_settings(eval_cfg: EvalConfig, args: argparse.Namespace) -> EvalConfig:
     """The recipe's ``[eval]`` with the command line's overrides (a fresh draw: ``--seed``, more clips)."""
     update = {key: value for key, value in (("out_dir", args.out), ("seed", args.seed),
-                                             ("clips_per_scenario", args.clips_per_scenario)) if value is not None}
+                                             ("clips_per_scenario", args.clips_per_scenario), ("decode", args.decode))
+              if value is not None}
     return EvalConfig.model_validate({**eval_cfg.model_dump(), **update})
 
 
@@ -173,6 +174,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                              "(default: [eval].seed)")
     ev.add_argument("--clips-per-scenario", type=int,
                     help="degraded clips per scenario (default: [eval].clips_per_scenario)")
+    ev.add_argument("--decode", choices=("served", "greedy"),
+                    help="served: the service's default decode (greedy + temperature fallback); greedy: one greedy "
+                         "pass, the protocol of rounds 1-4 (default: [eval].decode)")
     ev.set_defaults(func=_cmd_eval)
 
     ex = subparsers.add_parser("export", help="write a megaasr-bundle/1 folder for `megaasr serve --checkpoint`")

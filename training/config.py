@@ -187,6 +187,10 @@ class EvalConfig(_Strict):
     threads: int = 2
     device: Device = "cpu"
     max_new_tokens: int = 128
+    #: ``served``: what a user gets by default (``POST /v1/audio/transcriptions`` with temperature 0, streaming
+    #: finals, the stress endpoint): greedy, then the temperature-fallback schedule on a window that fails the
+    #: log-prob or compression-ratio check. ``greedy``: one greedy pass, the protocol of rounds 1-4.
+    decode: Literal["served", "greedy"] = "served"
     reserved_prompts: str = "/work/shared/data/eval-reserved-prompts.txt"
     asterisk_dir: str = "/usr/share/asterisk/sounds/en_US_f_Allison"
     asterisk_transcripts: str = "/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz"

@@ -98,6 +98,13 @@ def robust_model(robust: str, device: str | torch.device = "cpu") -> tuple[torch
     return load_model(str(path), device)[0].eval(), resolve_model(str(path))
 
 
+def decode_temperatures(decode: str) -> tuple[float, ...]:
+    """The temperature schedule of an ``[eval].decode`` mode (the service's own default for ``served``)."""
+    from service.engines.base import DEFAULT_TEMPERATURES
+
+    return {"served": DEFAULT_TEMPERATURES, "greedy": (0.0,)}[decode]
+
+
 def transcribe_all(decoder, clips: list[dict[str, Any]], label: str) -> list[str]:
     from tqdm import tqdm
 
@@ -249,7 +256,8 @@ def cached_hyps(path: Path, base: str, clips: list[dict[str, Any]], decoder, lab
     can run before training ends and be shared by every later evaluation of a robust model.
     """
     fingerprint = {"base": base, "ids": [c["id"] for c in clips],
-                   "audio": [round(float(np.abs(c["audio"]).sum()), 3) for c in clips]}
+                   "audio": [round(float(np.abs(c["audio"]).sum()), 3) for c in clips],
+                   "temperatures": list(decoder.options.temperatures)}
     if path.exists():
         saved = json.loads(path.read_text())
         if saved["fingerprint"] == fingerprint:
@@ -274,7 +282,7 @@ def run_eval(cfg: EvalConfig, base: str, robust: str | None, router_dir: str | N
     clips = clips_from_manifest(manifest) if manifest else build_eval_clips(cfg, scenarios)
     base_dir = resolve_model(base)
     decoder = Decoder(base_dir, threads=cfg.threads, batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens,
-                      device=device)
+                      device=device, temperatures=decode_temperatures(cfg.decode))
     for c, h in zip(clips, cached_hyps(out / "base_hyps.json", base, clips, decoder)):
         c["base_hyp"] = h
     systems: tuple[str, ...] = ("base",)

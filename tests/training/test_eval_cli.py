@@ -29,3 +29,11 @@ def test_overrides_replace_only_what_is_given():
 def test_zero_clips_per_scenario_is_refused():
     with pytest.raises(ValidationError, match="clips_per_scenario"):
         eval_settings(load_config(DEFAULT_CONFIG).eval, _parse("--clips-per-scenario", "0"))
+
+
+def test_decode_defaults_to_the_served_path_and_greedy_is_an_override():
+    recipe = load_config(DEFAULT_CONFIG).eval
+    assert recipe.decode == "served"
+    assert eval_settings(recipe, _parse("--decode", "greedy")).decode == "greedy"
+    with pytest.raises(SystemExit):
+        _parse("--decode", "beam")

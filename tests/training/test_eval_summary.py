@@ -9,7 +9,16 @@ import json
 
 import numpy as np
 
-from training.eval import cached_hyps, gain_interval, markdown, plot, relative_gain, summarise
+from service.engines.base import DEFAULT_TEMPERATURES, TranscriptionOptions
+from training.eval import (
+    cached_hyps,
+    decode_temperatures,
+    gain_interval,
+    markdown,
+    plot,
+    relative_gain,
+    summarise,
+)
 
 SYSTEMS = ("base", "robust", "routed")
 
@@ -99,6 +108,7 @@ def test_bootstrap_interval_of_the_gain():
 
 class _CountingDecoder:
     batch_size = 4
+    options = TranscriptionOptions(temperatures=(0.0,))
 
     def __init__(self):
         self.calls = 0
@@ -121,3 +131,11 @@ def test_cached_hypotheses_are_reused_only_for_the_same_model_and_audio(tmp_path
     cached_hyps(path, "whisper-base", changed, decoder)  # same ids, other audio: decoded again
     assert decoder.calls == 3
     assert json.loads(path.read_text())["fingerprint"]["base"] == "whisper-base"
+    decoder.options = TranscriptionOptions(temperatures=DEFAULT_TEMPERATURES)
+    cached_hyps(path, "whisper-base", changed, decoder)  # same model and audio, another decode: decoded again
+    assert decoder.calls == 4
+
+
+def test_served_decode_is_the_services_default_request():
+    assert decode_temperatures("served") == TranscriptionOptions().temperatures == DEFAULT_TEMPERATURES
+    assert decode_temperatures("greedy") == (0.0,)
