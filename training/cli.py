@@ -108,12 +108,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from training.export import export_bundle, model_card
+    from training.export import router_summary as read_router_summary
 
     cfg = _config(args)
     training_record = json.loads((Path(args.robust) / "megaasr_training.json").read_text())
     eval_summary = json.loads(Path(args.eval_summary).read_text()) if args.eval_summary else None
-    router_metrics = Path(args.router).parent / "metrics.json" if args.router else None
-    router_summary = json.loads(router_metrics.read_text()) if router_metrics and router_metrics.exists() else None
+    router_summary = read_router_summary(args.router) if args.router else None
     threshold = args.threshold if args.threshold is not None else (router_summary or {}).get("threshold", 0.5)
     card = model_card(cfg.sft.base_model, cfg.model_dump(), eval_summary,
                       {k: v for k, v in (router_summary or {}).items() if k != "history"} or None,

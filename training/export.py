@@ -117,6 +117,21 @@ def export_bundle(out_dir: str | Path, base_model: str, adapter_dirs: list[str |
     return load_bundle(out)
 
 
+def router_summary(router_dir: str | Path) -> dict[str, Any] | None:
+    """What the router's training recorded, threshold included.
+
+    ``train router`` writes ``metrics.json`` beside the saved ``final/`` folder; a router copied out of
+    a bundle has only the metadata saved with its weights (the same record, which is also what
+    ``megaasr eval`` reads). Without either, the caller falls back to the issue's default 0.5.
+    """
+    from service.models.router_net import AudioQualityRouter
+
+    metrics = Path(router_dir).parent / "metrics.json"
+    if metrics.exists():
+        return json.loads(metrics.read_text())
+    return AudioQualityRouter.load(router_dir).training_metadata or None
+
+
 def model_card(base_model: str, recipe: dict[str, Any], eval_summary: dict[str, Any] | None,
                router_summary: dict[str, Any] | None, stage: str = "sft") -> str:
     """Markdown model card with the training config and the measured numbers.

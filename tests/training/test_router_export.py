@@ -12,7 +12,7 @@ from service.models.router_net import AudioQualityRouter
 from tests.conftest import model_dir
 from tests.training.helpers import spoken_rows, tiny_whisper, write_jsonl
 from training.config import RouterTrainConfig
-from training.export import FORMAT, export_bundle, load_bundle
+from training.export import FORMAT, export_bundle, load_bundle, router_summary
 from training.lora import add_lora
 from training.router import auc, pick_threshold, train_router
 from training.whisper import load_model
@@ -87,3 +87,15 @@ def test_model_card_names_only_the_stages_the_model_went_through():
     with_rl = model_card("whisper-tiny.en", {"sft": {}}, None, None, stage="rl")
     assert "A2S-SFT" in sft_only and "DG-WGPO" not in sft_only
     assert "followed by DG-WGPO" in with_rl
+
+
+def test_router_threshold_is_found_beside_the_run_or_in_the_saved_router(tmp_path):
+    router = AudioQualityRouter()
+    router.mark_trained({"threshold": 0.77})
+    router.save(tmp_path / "bundle" / "router")  # a router copied out of a bundle: no metrics.json beside it
+    assert router_summary(tmp_path / "bundle" / "router")["threshold"] == 0.77
+    router.save(tmp_path / "run" / "final")
+    (tmp_path / "run" / "metrics.json").write_text(json.dumps({"threshold": 0.6, "history": []}))
+    assert router_summary(tmp_path / "run" / "final")["threshold"] == 0.6  # train router's own record first
+    AudioQualityRouter().save(tmp_path / "bare")
+    assert router_summary(tmp_path / "bare") is None
