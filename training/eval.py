@@ -204,7 +204,10 @@ def markdown(summary: dict[str, Any], systems: tuple[str, ...]) -> str:
         band = f"{interval[0]}% .. {interval[1]}%" if interval else ""
         return f"| {name} | {blk[systems[0]]['n']} | {vals} | {gain}% | {band} |\n"
 
-    text = head + row("clean", summary["clean"]) + row("degraded, all 54 scenarios", summary["overall_degraded"],
+    decode = summary.get("config", {}).get("decode")
+    note = {"served": "the service's default (greedy + temperature fallback)", "greedy": "one greedy pass"}
+    intro = f"Decode: {decode}, {note[decode]}.\n\n" if decode in note else ""
+    text = intro + head + row("clean", summary["clean"]) + row("degraded, all 54 scenarios", summary["overall_degraded"],
                                                        ci.get("degraded"))
     for k, blk in summary["by_effect_count"].items():
         text += row(k, blk, ci.get(k))

@@ -146,7 +146,12 @@ def model_card(base_model: str, recipe: dict[str, Any], eval_summary: dict[str, 
               "an audio-quality router sends clean audio to the base model and degraded audio to the adapter."), "",
              "Load with `megaasr serve --checkpoint <this folder>`; `training.export.load_bundle` reads it.", ""]
     if eval_summary:
-        lines += ["## Evaluation (held-out speaker and sentences)", "", eval_summary.get("markdown", ""), ""]
+        from training.eval import SYSTEMS, markdown
+
+        # Re-rendered (not the stored text) so a card always says how the clips were decoded.
+        routed = "routed" in eval_summary.get("clean", {})
+        table = markdown(eval_summary, SYSTEMS) if routed else eval_summary.get("markdown", "")
+        lines += ["## Evaluation (held-out speaker and sentences)", "", table, ""]
     if router_summary:
         lines += ["## Router", "", "```json", json.dumps(router_summary, indent=2), "```", ""]
     lines += ["## Training configuration", "", "```json", json.dumps(recipe, indent=2), "```", ""]

@@ -83,6 +83,9 @@ def test_markdown_and_plot(tmp_path):
     assert (f"| degraded, all 54 scenarios | 3 | {100 * 8 / 9:.2f} | {100 * 2 / 9:.2f} | {100 * 2 / 9:.2f} | 75.0% | "
             f"{lo}% .. {hi}% |") in text
     assert text.index("severity low") < text.index("severity mid") < text.index("severity high")
+    assert not text.startswith("Decode")  # a summary without its config does not guess the decode
+    assert markdown({**s, "config": {"decode": "served"}}, SYSTEMS).startswith(
+        "Decode: served, the service's default (greedy + temperature fallback).")
     assert relative_gain(80.0, 60.0) == 25.0 and relative_gain(0.0, 1.0) == 0.0
     png = plot(s, SYSTEMS, tmp_path / "wer.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

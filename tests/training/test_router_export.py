@@ -89,6 +89,16 @@ def test_model_card_names_only_the_stages_the_model_went_through():
     assert "followed by DG-WGPO" in with_rl
 
 
+def test_model_card_says_how_the_eval_decoded():
+    from tests.training.test_eval_summary import CLIPS
+    from training.eval import SYSTEMS, summarise
+    from training.export import model_card
+
+    summary = {**summarise(CLIPS, SYSTEMS), "config": {"decode": "served"}, "markdown": "stale"}
+    card = model_card("whisper-tiny.en", {"sft": {}}, summary, None)
+    assert "Decode: served" in card and "stale" not in card
+
+
 def test_router_threshold_is_found_beside_the_run_or_in_the_saved_router(tmp_path):
     router = AudioQualityRouter()
     router.mark_trained({"threshold": 0.77})
