@@ -106,3 +106,37 @@ def test_a_mixed_batch_decodes_each_request_on_its_own_model(tiny_en_dir: Path, 
             await engine.close()
 
     asyncio.run(run())
+
+
+def test_the_whisper_base_bundle_serves_its_adapter_on_whisper_base(base_dir: Path, librivox) -> None:
+    """The second shipped bundle (issue 6's "base too") loads on its own base model and transcribes real speech."""
+    import asyncio
+
+    import soundfile as sf
+    import soxr
+
+    from service.scoring import score
+    from tests.routing.test_router_units import SHIPPED_BASE
+
+    path, reference = librivox[2]
+    x, sr = sf.read(path, dtype="float32")
+    audio = soxr.resample(x, sr, 16000).astype(np.float32)
+    bundle = load_bundle(SHIPPED_BASE)
+    assert bundle.base_model == "whisper-base"
+
+    async def run() -> None:
+        engine = EmbeddedEngine(base_dir, "base", Settings(threads=2), robust=bundle)
+        await engine.start()
+        try:
+            robust = (await engine.transcribe([audio], [TranscriptionOptions(language="en", adapter="robust",
+                                                                             seed=1)]))[0]
+            assert robust.adapter == "robust"
+            assert score(reference, robust.text).wer < 0.25, robust.text
+            name = "model.encoder.layers.5.fc1.weight"  # the top encoder block: adapted in Phase I and III
+            base_w = dict(engine._transcriber.runner.model.named_parameters())[name]
+            robust_w = dict(engine._robust.runner.model.named_parameters())[name]
+            assert not torch.equal(base_w, robust_w)
+        finally:
+            await engine.close()
+
+    asyncio.run(run())

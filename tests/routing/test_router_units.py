@@ -13,6 +13,7 @@ from service.models.router_net import AudioQualityRouter, RouterConfig
 from service.routing import QualityRouter
 
 SHIPPED = Path(__file__).resolve().parents[2] / "checkpoints" / "whisper-tiny.en-robust"
+SHIPPED_BASE = SHIPPED.parent / "whisper-base-robust"
 
 
 def _bundle(root: Path, *, router: AudioQualityRouter | None, threshold: float = 0.5, adapter: bool = True) -> Path:
@@ -96,9 +97,11 @@ def test_explicit_model_beats_the_bundle_which_beats_the_default(tmp_path: Path)
     assert served_base_model("/my/folder", bundle, "whisper-base") == "/my/folder"
 
 
-def test_the_shipped_checkpoint_is_a_complete_bundle() -> None:
-    bundle = load_bundle(SHIPPED)
-    assert bundle.base_model == "whisper-tiny.en" and bundle.adapter is not None and bundle.router is not None
+@pytest.mark.parametrize(("folder", "base_model"), [(SHIPPED, "whisper-tiny.en"), (SHIPPED_BASE, "whisper-base")])
+def test_the_shipped_checkpoint_is_a_complete_bundle(folder: Path, base_model: str) -> None:
+    bundle = load_bundle(folder)
+    assert bundle.base_model == base_model and bundle.adapter is not None and bundle.router is not None
+    assert bundle.router_threshold == AudioQualityRouter.load(bundle.router).training_metadata["threshold"]
     assert (bundle.adapter / "adapter_model.safetensors").stat().st_size > 100_000
     assert AudioQualityRouter.load(bundle.router).trained
     assert bundle.card is not None and "routed" in bundle.card.read_text()
