@@ -106,11 +106,11 @@ def plot_gains(rows: list[Row], out_png: Path, target_gain: float | None = None)
         ax.errorbar(gains, list(ys), xerr=[lows, highs], fmt="o", capsize=4)
         ax.axvline(0, color="grey", lw=0.8)
         if target_gain:
-            ax.axvline(target_gain, color="red", ls="--", lw=1, label=f"target {target_gain:g} %")
-            ax.legend(loc="lower right", fontsize=8)
+            ax.axvline(target_gain, color="red", ls="--", lw=1)  # named in the title: a legend can hide a point
         ax.set_yticks(list(ys), [f"{r.name} ({r.system})" for r in rows] if ax is axes[0] else [""] * len(rows))
         ax.invert_yaxis()
-        ax.set_title(f"{group}: WER gain over the base", fontsize=10)
+        target = f"\n(dashed line: target {target_gain:g} %)" if target_gain else ""
+        ax.set_title(f"{group}: WER gain over the base{target}", fontsize=10)
         ax.set_xlabel("relative gain, % (95 % bootstrap interval)")
     fig.tight_layout()
     out_png.parent.mkdir(parents=True, exist_ok=True)
