@@ -73,6 +73,13 @@ def test_batch_sizes_reach_the_metrics(routed_server: str, librivox) -> None:
     assert _samples(routed_server, "megaasr_batch_size_count")[()] == before + 1
 
 
+def _adapter_merged(engine: EmbeddedEngine, name: str) -> bool:
+    """The adapter was really merged: a LoRA-targeted weight differs between the base and robust models."""
+    base_w = dict(engine._transcriber.runner.model.named_parameters())[name]
+    robust_w = dict(engine._robust.runner.model.named_parameters())[name]
+    return not torch.equal(base_w, robust_w)
+
+
 def test_a_mixed_batch_decodes_each_request_on_its_own_model(tiny_en_dir: Path, librivox) -> None:
     """Base and robust requests batched together give what each model gives alone."""
     import asyncio
@@ -97,11 +104,7 @@ def test_a_mixed_batch_decodes_each_request_on_its_own_model(tiny_en_dir: Path, 
             assert [r.adapter for r in together] == ["base", "robust"]
             assert [r.text for r in together] == [r.text for r in alone]
             assert engine.info.adapters == ("base", "robust")
-            # The adapter was really merged: a LoRA-targeted weight differs between the two models.
-            name = "model.encoder.layers.3.fc1.weight"
-            base_w = dict(engine._transcriber.runner.model.named_parameters())[name]
-            robust_w = dict(engine._robust.runner.model.named_parameters())[name]
-            assert not torch.equal(base_w, robust_w)
+            assert _adapter_merged(engine, "model.encoder.layers.3.fc1.weight")
         finally:
             await engine.close()
 
@@ -132,10 +135,7 @@ def test_the_whisper_base_bundle_serves_its_adapter_on_whisper_base(base_dir: Pa
                                                                              seed=1)]))[0]
             assert robust.adapter == "robust"
             assert score(reference, robust.text).wer < 0.25, robust.text
-            name = "model.encoder.layers.5.fc1.weight"  # the top encoder block: adapted in Phase I and III
-            base_w = dict(engine._transcriber.runner.model.named_parameters())[name]
-            robust_w = dict(engine._robust.runner.model.named_parameters())[name]
-            assert not torch.equal(base_w, robust_w)
+            assert _adapter_merged(engine, "model.encoder.layers.5.fc1.weight")  # the top block: Phases I and III
         finally:
             await engine.close()
 
