@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from service.engines.base import DEFAULT_TEMPERATURES
 from service.scoring import corpus_score, hallucination_flag, omission_flag, score
 from simulation import resolve_scenarios, simulate
 from simulation.noise_bank import COLOURS, coloured_noise
@@ -98,11 +99,16 @@ def robust_model(robust: str, device: str | torch.device = "cpu") -> tuple[torch
     return load_model(str(path), device)[0].eval(), resolve_model(str(path))
 
 
+#: ``[eval].decode`` modes: the temperature schedule and how the reports name it.
+DECODE_MODES: dict[str, tuple[tuple[float, ...], str]] = {
+    "served": (DEFAULT_TEMPERATURES, "the service's default (greedy + temperature fallback)"),
+    "greedy": ((0.0,), "one greedy pass"),
+}
+
+
 def decode_temperatures(decode: str) -> tuple[float, ...]:
     """The temperature schedule of an ``[eval].decode`` mode (the service's own default for ``served``)."""
-    from service.engines.base import DEFAULT_TEMPERATURES
-
-    return {"served": DEFAULT_TEMPERATURES, "greedy": (0.0,)}[decode]
+    return DECODE_MODES[decode][0]
 
 
 def transcribe_all(decoder, clips: list[dict[str, Any]], label: str) -> list[str]:
@@ -205,8 +211,7 @@ def markdown(summary: dict[str, Any], systems: tuple[str, ...]) -> str:
         return f"| {name} | {blk[systems[0]]['n']} | {vals} | {gain}% | {band} |\n"
 
     decode = summary.get("config", {}).get("decode")
-    note = {"served": "the service's default (greedy + temperature fallback)", "greedy": "one greedy pass"}
-    intro = f"Decode: {decode}, {note[decode]}.\n\n" if decode in note else ""
+    intro = f"Decode: {decode}, {DECODE_MODES[decode][1]}.\n\n" if decode in DECODE_MODES else ""
     text = intro + head + row("clean", summary["clean"]) + row("degraded, all 54 scenarios", summary["overall_degraded"],
                                                        ci.get("degraded"))
     for k, blk in summary["by_effect_count"].items():
