@@ -73,6 +73,9 @@ class DataConfig(_Strict):
     #: model being adapted (``[sft].base_model``), as the paper does. Another name lets a larger model's
     #: recipe reuse a smaller model's data and grades as a difficulty proxy (``training/configs/base.toml``).
     grade_model: str | None = None
+    #: Processes that synthesise and simulate the clips. Every random draw is made up front in one
+    #: sequential pass, so any number of workers writes the same clips and manifests (tested).
+    workers: int = Field(1, ge=1)
 
 
 class LoraConfig(_Strict):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -115,24 +116,81 @@ def draw_scenario(rng: np.random.Generator, cfg: DataConfig, names: list[str]) -
     return pool[int(rng.integers(len(pool)))]
 
 
-def clip_rows(utt: CleanUtterance, audio: np.ndarray, split: str, copies: int, cfg: DataConfig,
-              rng: np.random.Generator, out_dir: Path, names: list[str]) -> list[dict[str, Any]]:
-    """The clean row plus ``copies`` simulated rows of one utterance (audio written to disk)."""
+@dataclass(frozen=True)
+class RenderJob:
+    """One clean utterance and everything random about its clips, drawn up front.
+
+    Why: every draw (telephone band or not, each copy's scenario and seed) is made in one sequential
+    pass over the plan, so rendering the audio (synthesis, simulation, writing) can run in any number
+    of worker processes and still give bit-identical manifests (``[data].workers``).
+    """
+
+    utt: CleanUtterance
+    split: str
+    narrowband: bool
+    draws: tuple[tuple[str, int], ...]  # (scenario, seed) of each simulated copy
+
+
+def plan_jobs(plan: dict[str, list[CleanUtterance]], cfg: DataConfig, names: list[str]) -> list[RenderJob]:
+    """The random draws of every clip, in the order the sequential builder has always made them."""
+    rng = np.random.default_rng(cfg.seed)
+    band_rng = np.random.default_rng([cfg.seed, 8000])
+    jobs = []
+    for split, utts in plan.items():
+        copies = cfg.train_copies if split == "train" else cfg.val_copies
+        for utt in utts:
+            band = split == "train" and bool(band_rng.random() < cfg.narrowband_fraction)
+            draws = []
+            for _ in range(copies):
+                scenario = draw_scenario(rng, cfg, names)
+                draws.append((scenario, int(rng.integers(2**31))))
+            jobs.append(RenderJob(utt, split, band, tuple(draws)))
+    return jobs
+
+
+def clip_rows(utt: CleanUtterance, audio: np.ndarray, split: str, draws: tuple[tuple[str, int], ...],
+              severity_mapping: str, out_dir: Path) -> list[dict[str, Any]]:
+    """The clean row plus one simulated row per (scenario, seed) draw of one utterance (audio written to disk)."""
     base = {"text": utt.text, "speaker": utt.speaker, "source": utt.source, "split": split,
             "clean_id": utt.id, "speech_end": round(speech_end_seconds(audio), 2),
             "duration": round(len(audio) / 16000, 3)}
     rows = [{**base, "id": utt.id, "audio": utt.audio_path, "scenario": CLEAN, "effects": [],
              "n_effects": 0, "severity": 0.0, "seed": None}]
-    for copy in range(copies):
-        scenario = draw_scenario(rng, cfg, names)
-        seed = int(rng.integers(2**31))
-        result = simulate(audio, 16000, scenario, None, seed, severity_mapping=cfg.severity_mapping)
+    for copy, (scenario, seed) in enumerate(draws):
+        result = simulate(audio, 16000, scenario, None, seed, severity_mapping=severity_mapping)
         clip_id = f"{utt.id}__{scenario}__{copy}"
         path = out_dir / "sim" / split / f"{clip_id.replace('/', '_')}.wav"
         write_audio(path, result.audio)
         rows.append({**base, "id": clip_id, "audio": str(path), "scenario": scenario,
                      "effects": list(result.effects), "n_effects": len(result.effects),
                      "severity": result.severity, "seed": seed})
+    return rows
+
+
+def render(job: RenderJob, severity_mapping: str, out_dir: Path) -> list[dict[str, Any]]:
+    """Synthesise (or read) one utterance, band-limit it if drawn, simulate its copies: its manifest rows."""
+    utt, audio = materialise(job.utt, out_dir)
+    if job.narrowband:
+        utt, audio = narrowband(utt, audio, out_dir)
+    return clip_rows(utt, audio, job.split, job.draws, severity_mapping, out_dir)
+
+
+def render_all(jobs: list[RenderJob], severity_mapping: str, out_dir: Path, workers: int = 1
+               ) -> dict[str, list[dict[str, Any]]]:
+    """Every job's rows, by split, in plan order; ``workers`` > 1 renders in that many processes."""
+    from concurrent.futures import ProcessPoolExecutor
+    from functools import partial
+
+    work = partial(render, severity_mapping=severity_mapping, out_dir=out_dir)
+    progress = dict(desc="synthesise + simulate", unit="utt", total=len(jobs))
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            results = list(tqdm(pool.map(work, jobs, chunksize=8), **progress))
+    else:
+        results = [work(job) for job in tqdm(jobs, **progress)]
+    rows: dict[str, list[dict[str, Any]]] = {}
+    for job, job_rows in zip(jobs, results):
+        rows.setdefault(job.split, []).extend(job_rows)
     return rows
 
 
@@ -225,17 +283,8 @@ def build_datasets(cfg: DataConfig, base_model: str, threads: int = 2) -> dict[s
     guard = ReservedGuard.from_files(cfg.reserved_prompts, cfg.asterisk_transcripts)
     plan = plan_clean(cfg, guard)
     names = resolve_scenarios("all")
-    rng = np.random.default_rng(cfg.seed)
-    band_rng = np.random.default_rng([cfg.seed, 8000])
-    rows: dict[str, list[dict[str, Any]]] = {}
-    for split, utts in plan.items():
-        copies = cfg.train_copies if split == "train" else cfg.val_copies
-        rows[split] = []
-        for utt in tqdm(utts, desc=f"simulate {split}", unit="utt"):
-            utt, audio = materialise(utt, out_dir)
-            if split == "train" and band_rng.random() < cfg.narrowband_fraction:
-                utt, audio = narrowband(utt, audio, out_dir)
-            rows[split] += clip_rows(utt, audio, split, copies, cfg, rng, out_dir, names)
+    rows = {split: [] for split in plan} | render_all(plan_jobs(plan, cfg, names), cfg.severity_mapping, out_dir,
+                                                     cfg.workers)
     decoder = Decoder(resolve_model(base_model), threads=threads, device=cfg.device)
     for split in rows:
         # Clean copies need no WER (the curriculum grades degraded clips only): on a CPU the

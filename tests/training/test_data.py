@@ -92,3 +92,48 @@ def test_uniform_weighting_matches_the_evaluation_mix():
     assert abs(shares["three_plus"] - expected_three_plus) < 0.03
     assert abs(shares["singles"] - 7 / 54) < 0.03
     assert shares["distinct"] == 54
+
+
+def _rendered(tmp_path, name: str, workers: int) -> tuple[list[dict], dict[str, bytes]]:
+    from simulation import resolve_scenarios
+    from training.data import plan_jobs, render_all
+    from training.sources import librivox_utterances
+
+    cfg = DataConfig(out_dir=str(tmp_path / name), train_copies=2, narrowband_fraction=0.5, workers=workers,
+                     scenario_weighting="uniform")
+    utts = librivox_utterances(cfg.librivox_dir)[:3]
+    plan = {"train": utts[:2], "val": utts[2:]}
+    rows = render_all(plan_jobs(plan, cfg, resolve_scenarios("all")), cfg.severity_mapping, tmp_path / name, workers)
+    flat = [r for split in ("train", "val") for r in rows[split]]
+    audio = {r["id"]: open(r["audio"], "rb").read() for r in flat}
+    for r in flat:
+        r["audio"] = r["audio"].replace(name, "<out>")
+    return flat, audio
+
+
+def test_worker_processes_write_the_same_clips_as_one_process(tmp_path, librivox):
+    """`[data].workers` only spreads the rendering: the draws are made up front, so manifests and audio match."""
+    one_rows, one_audio = _rendered(tmp_path, "one", 1)
+    two_rows, two_audio = _rendered(tmp_path, "two", 2)
+    assert one_rows == two_rows
+    assert one_audio == two_audio
+    assert sum(r["seed"] is not None for r in one_rows) == 2 * 2 + 1  # train: 2 copies x 2, val: 1 copy
+    assert len({r["scenario"] for r in one_rows}) > 2  # really simulated, several scenarios
+
+
+def test_the_plan_reproduces_the_sequential_draws():
+    """The up-front draws are the ones the builder has always made: narrowband, then each copy's scenario, seed."""
+    import numpy as np
+
+    from simulation import resolve_scenarios
+    from training.data import draw_scenario, plan_jobs
+
+    cfg = DataConfig(train_copies=3, narrowband_fraction=0.5)
+    utts = [CleanUtterance(f"u{i}", f"Sentence number {i}.", "flite-slt", "tts") for i in range(6)]
+    names = resolve_scenarios("all")
+    jobs = plan_jobs({"train": utts[:4], "val": utts[4:]}, cfg, names)
+    rng, band = np.random.default_rng(cfg.seed), np.random.default_rng([cfg.seed, 8000])
+    for job in jobs:
+        assert job.narrowband == (job.split == "train" and band.random() < cfg.narrowband_fraction)
+        copies = cfg.train_copies if job.split == "train" else cfg.val_copies
+        assert job.draws == tuple((draw_scenario(rng, cfg, names), int(rng.integers(2**31))) for _ in range(copies))
