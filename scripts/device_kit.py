@@ -1,0 +1,215 @@
+"""Build the device kit: what a bare GPU machine needs to run a recipe, in two carries of at most 64 MiB.
+
+Why: the lent GPU machine has PyTorch, transformers and peft but none of the Debian packages (no
+flite, no Asterisk prompts, no LibriVox, no sonic-pi noise), no model weights and no network, and each
+call carries at most 64 MiB *including the working tree* (~20 MB of committed checkpoints). The
+whisper-tiny.en weights alone compress to ~68 MB, so the kit is split in two parts sent in two calls
+to the same warm machine (docs/training.md, "GPU run"):
+
+* ``.gpu/part1``: the first slice of the model archive and the Python wheels the machine lacks;
+  ``scripts/device_stage1.sh`` stages them under ``.gpu-stage/`` (ignored, so kept between calls).
+* ``.gpu/part2``: the rest of the model archive, the clean TTS speech of the recipe's plan (flite,
+  rendered here and stored as Opus, since flite cannot run there), the held-out data (reserved Allison
+  prompts, LibriVox reader, a sonic-pi noise subset) and ``kit.json`` (checksums, sizes, recipe);
+  ``scripts/device_train.sh`` checks and unpacks everything and runs the recipe.
+
+Usage: ``python scripts/device_kit.py [--config training/configs/tiny-en-gpu.toml]``; it prints each
+part's size against the limit and fails when one would not fit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from training.config import DataConfig, RecipeConfig, load_config  # noqa: E402
+
+LIMIT = 64 * 2**20  # bytes one device call carries, working tree included
+MARGIN = 512 * 2**10  # kept free for files committed between building and sending
+KIT = ROOT / ".gpu"
+
+#: Recipe path fields that point into the kit, and the Debian (or shared) path they are built from.
+SYSTEM_PATHS = {
+    "reserved_prompts": "/work/shared/data/eval-reserved-prompts.txt",
+    "asterisk_dir": "/usr/share/asterisk/sounds/en_US_f_Allison",
+    "asterisk_transcripts": "/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz",
+    "librivox_dir": "/usr/share/pocketsphinx/test/data/librivox",
+    "sonic_pi_dir": "/usr/share/sonic-pi/samples",
+}
+
+#: Python distributions the GPU image lacks (docs/.library device KINDS.md lists what it has), by import need.
+WHEELS = (
+    "pydantic", "pydantic_core", "annotated-types", "typing-inspection", "pydantic-settings", "python-dotenv",
+    "jiwer", "rapidfuzz", "soundfile", "cffi", "pycparser", "soxr", "pyloudnorm", "whisper_normalizer",
+    "indic-numtowords", "text2num", "more-itertools", "fastapi", "starlette", "uvicorn",
+)
+PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64",
+             "manylinux1_x86_64", "any")
+NOISE_BYTES = 2_500_000  # sonic-pi subset for the noise-only training clips
+OPUS_KBPS_NOTE = "Opus (libsndfile default bitrate) at 16 kHz"
+
+
+def working_tree_bytes() -> int:
+    """What every call sends besides the carried paths: tracked and untracked-not-ignored files."""
+    out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                         check=True, capture_output=True).stdout
+    return sum((ROOT / p).stat().st_size for p in out.decode().split("\0") if p and (ROOT / p).is_file())
+
+
+def system_config(cfg: DataConfig) -> DataConfig:
+    """The recipe's data settings with the kit paths mapped back to this machine's packages."""
+    return cfg.model_copy(update={k: v for k, v in SYSTEM_PATHS.items() if k in DataConfig.model_fields})
+
+
+def download_wheels(dest: Path, python: str = "3.12") -> list[Path]:
+    """The missing distributions, at the versions installed here, for the GPU image's CPython."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in WHEELS:
+        spec = f"{name}=={metadata.version(name)}"
+        cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
+               "--python-version", python, "--implementation", "cp", "-d", str(dest), spec]
+        for platform in PLATFORMS:
+            cmd += ["--platform", platform]
+        subprocess.run(cmd, check=True)
+    return sorted(dest.glob("*.whl"))
+
+
+def model_archive(name: str) -> bytes:
+    """The converted checkpoint folder as tar.xz (its safetensors are already fp16)."""
+    from training.whisper import resolve_model
+
+    folder = resolve_model(name)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:xz", preset=9) as tar:
+        tar.add(folder, arcname=name)
+    return buffer.getvalue()
+
+
+def clean_speech(cfg: RecipeConfig, dest: Path) -> dict[str, int]:
+    """Render every TTS utterance of the recipe's plan with flite and store it as Opus in a tar."""
+    import soundfile as sf
+    from tqdm import tqdm
+
+    from training.data import plan_clean
+    from training.sources import ReservedGuard, read_audio, synthesise
+
+    data = system_config(cfg.data)
+    guard = ReservedGuard.from_files(data.reserved_prompts, data.asterisk_transcripts)
+    tts = [u for utts in plan_clean(data, guard).values() for u in utts if u.audio_path is None]
+    counts: dict[str, int] = {}
+    with tempfile.TemporaryDirectory() as tmp, tarfile.open(dest, "w") as tar:
+        for utt in tqdm(tts, desc="flite -> opus", unit="utt"):
+            wav = Path(tmp) / "u.wav"
+            synthesise(utt.text, utt.speaker.removeprefix("flite-"), wav)
+            ogg = io.BytesIO()
+            sf.write(ogg, read_audio(str(wav)), 16000, format="OGG", subtype="OPUS")
+            info = tarfile.TarInfo(f"{utt.id.replace('/', '_')}.ogg")
+            info.size = ogg.tell()
+            ogg.seek(0)
+            tar.addfile(info, ogg)
+            counts[utt.speaker] = counts.get(utt.speaker, 0) + 1
+    return counts
+
+
+def held_out_data(cfg: RecipeConfig, dest: Path) -> list[str]:
+    """Reserved list, transcripts, the reserved Allison prompts, the LibriVox reader and a noise subset."""
+    from training.sources import asterisk_utterances, read_asterisk_transcripts, read_reserved_names
+
+    data = system_config(cfg.data)
+    names = read_reserved_names(data.reserved_prompts)
+    prompts = asterisk_utterances(data.asterisk_dir, read_asterisk_transcripts(data.asterisk_transcripts), names)
+    members: list[tuple[Path, str]] = [
+        (Path(data.reserved_prompts), "eval-reserved-prompts.txt"),
+        (Path(data.asterisk_transcripts), "core-sounds-en.txt.gz"),
+    ]
+    allison = Path(data.asterisk_dir)
+    members += [(Path(u.audio_path), f"asterisk/{Path(u.audio_path).relative_to(allison)}") for u in prompts]
+    members += [(p, f"librivox/{p.name}") for p in sorted(Path(data.librivox_dir).iterdir()) if p.is_file()]
+    noise, total = [], 0
+    for p in sorted(Path(data.sonic_pi_dir).glob("*.flac"), key=lambda p: p.stat().st_size):
+        if total + p.stat().st_size > NOISE_BYTES:
+            break
+        noise.append(p)
+        total += p.stat().st_size
+    members += [(p, f"sonic-pi/{p.name}") for p in noise]
+    with tarfile.open(dest, "w:xz") as tar:
+        for path, arcname in members:
+            tar.add(path, arcname=arcname)
+    return [a for _, a in members]
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def build(config: Path) -> dict:
+    cfg = load_config(config)
+    if KIT.exists():
+        shutil.rmtree(KIT)
+    part1, part2 = KIT / "part1", KIT / "part2"
+    part2.mkdir(parents=True)
+    tree = working_tree_bytes()
+    budget = LIMIT - tree - MARGIN
+    print(f"working tree {tree / 1e6:.1f} MB; each part may hold {budget / 1e6:.1f} MB", flush=True)
+
+    wheels = download_wheels(part1 / "wheels")
+    speakers = clean_speech(cfg, part2 / "clean.tar")
+    data_members = held_out_data(cfg, part2 / "data.tar.xz")
+    archive = model_archive(cfg.sft.base_model)
+    room1 = budget - folder_bytes(part1)
+    room2 = budget - folder_bytes(part2) - 4096  # kit.json
+    if len(archive) > room1 + room2:
+        raise SystemExit(f"device_kit: does not fit: model archive {len(archive) / 1e6:.1f} MB, room "
+                         f"{room1 / 1e6:.1f} + {room2 / 1e6:.1f} MB (working tree {tree / 1e6:.1f} MB)")
+    cut = min(len(archive), room1)
+    (part1 / "model.tar.xz.1").write_bytes(archive[:cut])
+    (part2 / "model.tar.xz.2").write_bytes(archive[cut:])
+    kit = {
+        "recipe": str(config.relative_to(ROOT) if config.is_absolute() else config),
+        "base_model": cfg.sft.base_model,
+        "model_archive_sha256": sha256(archive),
+        "model_archive_bytes": len(archive),
+        "wheels": [w.name for w in wheels],
+        "clean_speech": {"utterances": speakers, "format": OPUS_KBPS_NOTE},
+        "data": data_members,
+        "working_tree_bytes": tree,
+        "limit_bytes": LIMIT,
+    }
+    (part2 / "kit.json").write_text(json.dumps(kit, indent=2))
+    for part in (part1, part2):
+        size = tree + folder_bytes(part)
+        print(f"{part.relative_to(ROOT)}: {folder_bytes(part) / 1e6:.1f} MB + tree = {size / 2**20:.1f} MiB "
+              f"of {LIMIT / 2**20:.0f} MiB", flush=True)
+        if size > LIMIT:
+            raise SystemExit(f"device_kit: {part.name} is over the carry limit")
+    return kit
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", type=Path, default=Path("training/configs/tiny-en-gpu.toml"))
+    args = parser.parse_args(argv)
+    kit = build(args.config)
+    print(f"kit for {kit['recipe']}: {sum(kit['clean_speech']['utterances'].values())} clean utterances, "
+          f"{len(kit['wheels'])} wheels, {len(kit['data'])} data files, model {kit['model_archive_bytes'] / 1e6:.1f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# GPU run, call 2 of 2 (docs/training.md, "GPU run"): check and unpack the kit, run the recipe, return results.
+# Needs call 1 (scripts/device_stage1.sh) on the same warm machine: it left the first model slice and the
+# wheels in .gpu-stage/. Stages: train data, train sft, eval (the std draw, then the fresh draw if time is
+# left), export; each stage's wall time is printed, and results are copied to $OUT after every stage, so a
+# run stopped at the call's limit still returns what it finished.
+# Usage: scripts/device_train.sh [CONFIG]   Env: DEVICE (cuda), PY (python3), BUDGET_S (540: no fresh eval
+# after 75 % of it), KIT_STAGE (.gpu-stage), ROUTER (checkpoints/whisper-tiny.en-robust/router), KIT_WHEELS (skip: use PY's packages).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+config="${1:-training/configs/tiny-en-gpu.toml}"
+device="${DEVICE:-cuda}"
+py="${PY:-python3}"
+budget="${BUDGET_S:-540}"
+router="${ROUTER:-checkpoints/whisper-tiny.en-robust/router}"
+out="${OUT:-runs/gpu/out}"
+stage_dir="${KIT_STAGE:-.gpu-stage}"
+mkdir -p "$out"
+exec > >(tee -a "$out/train.log") 2>&1
+fail() { echo "device_train: $*" >&2; exit 2; }
+[ -f "$stage_dir/model.tar.xz.1" ] || fail "no $stage_dir/model.tar.xz.1: call 1 (scripts/device_stage1.sh) did not run on this machine (it was given back between the calls); start again with call 1"
+[ -f .gpu/part2/kit.json ] || fail "no .gpu/part2/kit.json: carry .gpu/part2 (built by scripts/device_kit.py)"
+[ "${KIT_WHEELS:-install}" = skip ] || export PYTHONPATH="$PWD/$stage_dir/site${PYTHONPATH:+:$PYTHONPATH}"
+export MEGAASR_HOME="$PWD/$stage_dir/home" KIT_STAGE="$stage_dir" PYTHONUNBUFFERED=1
+
+stage() {  # stage NAME COMMAND...: run it and print its wall time
+    local name=$1 t0=$SECONDS
+    shift
+    echo "== $name: $*"
+    "$@"
+    echo "== $name: $((SECONDS - t0)) s (total $SECONDS s)"
+    echo "{\"stage\": \"$name\", \"seconds\": $((SECONDS - t0)), \"total\": $SECONDS}" >> "$out/timings.jsonl"
+}
+
+# Unpack: model (checksummed), held-out data, clean speech (Opus -> the wav cache `train data` reads).
+stage unpack "$py" - "$config" <<'PY'
+import hashlib, io, json, os, sys, tarfile
+from pathlib import Path
+import soundfile as sf
+from training.config import load_config
+from training.sources import write_audio
+
+kit = json.loads(Path(".gpu/part2/kit.json").read_text())
+archive = Path(os.environ["KIT_STAGE"], "model.tar.xz.1").read_bytes() + Path(".gpu/part2/model.tar.xz.2").read_bytes()
+if hashlib.sha256(archive).hexdigest() != kit["model_archive_sha256"]:
+    sys.exit("device_train: the model archive's checksum differs: parts 1 and 2 come from different kits")
+cfg = load_config(sys.argv[1])
+if cfg.sft.base_model != kit["base_model"]:
+    sys.exit(f"device_train: the kit holds {kit['base_model']}, the recipe wants {cfg.sft.base_model}")
+models = Path(os.environ["MEGAASR_HOME"]) / "models"
+models.mkdir(parents=True, exist_ok=True)
+with tarfile.open(fileobj=io.BytesIO(archive), mode="r:xz") as tar:
+    tar.extractall(models, filter="data")
+with tarfile.open(".gpu/part2/data.tar.xz") as tar:
+    tar.extractall(".gpu/data", filter="data")
+clean = Path(cfg.data.out_dir) / "clean"
+n = 0
+with tarfile.open(".gpu/part2/clean.tar") as tar:
+    for member in tar:
+        audio, sr = sf.read(io.BytesIO(tar.extractfile(member).read()), dtype="float32")
+        assert sr == 16000, (member.name, sr)
+        write_audio(clean / (member.name.removesuffix(".ogg") + ".wav"), audio)
+        n += 1
+print(f"model {kit['base_model']} -> {models}; {n} clean utterances -> {clean}; data -> .gpu/data")
+PY
+
+read -r sft_dir eval_dir data_dir < <("$py" -c "
+import sys; from training.config import load_config
+c = load_config(sys.argv[1]); print(c.sft.out_dir, c.eval.out_dir, c.data.out_dir)" "$config")
+gpu_dir="$(dirname "$sft_dir")"
+cli=("$py" -m service.cli)
+stage data "${cli[@]}" train data --config "$config" --device "$device"
+cp "$data_dir/summary.json" "$out/data-summary.json"
+stage sft "${cli[@]}" train sft --config "$config" --device "$device"
+cp "$sft_dir/metrics.jsonl" "$out/sft-metrics.jsonl"
+stage eval "${cli[@]}" eval --config "$config" --device "$device" --robust "$sft_dir/final" --router "$router"
+cp "$eval_dir/summary.json" "$out/eval-std.json"
+stage export "${cli[@]}" export --config "$config" --robust "$sft_dir/final" --router "$router" \
+    --eval-summary "$eval_dir/summary.json" --no-merged --out "$gpu_dir/bundle"
+tar czf "$out/bundle.tar.gz" -C "$gpu_dir" bundle
+if [ "$SECONDS" -lt $((budget * 3 / 4)) ]; then
+    stage eval-fresh "${cli[@]}" eval --config "$config" --device "$device" --robust "$sft_dir/final" \
+        --router "$router" --seed 2026 --clips-per-scenario 4 --out "$gpu_dir/replica"
+    cp "$gpu_dir/replica/summary.json" "$out/eval-fresh.json"
+else
+    echo "== eval-fresh: skipped, $SECONDS s of the $budget s budget used"
+fi
+echo "== total: $SECONDS s; results in $out"

@@ -1,0 +1,75 @@
+"""The device kit: the GPU recipe reads only what the kit carries, and the device scripts fail clearly.
+
+The kit itself (wheels from PyPI, flite speech, the model archive) is built by hand before a GPU run
+(`python scripts/device_kit.py`); docs/training.md records the CPU emulation of both device calls.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from training.config import DataConfig, EvalConfig, load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+GPU_RECIPE = ROOT / "training/configs/tiny-en-gpu.toml"
+
+
+def _kit_module():
+    spec = importlib.util.spec_from_file_location("device_kit", ROOT / "scripts/device_kit.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _path_fields(section) -> dict[str, str]:
+    return {k: getattr(section, k) for k in type(section).model_fields
+            if k in ("reserved_prompts", "asterisk_dir", "asterisk_transcripts", "librivox_dir", "sonic_pi_dir")}
+
+
+def test_the_gpu_recipe_reads_only_from_the_kit():
+    """A bare GPU machine has no Debian packages: every source path of the recipe points into .gpu/data."""
+    cfg = load_config(GPU_RECIPE)
+    fields = _path_fields(cfg.data) | {f"eval.{k}": v for k, v in _path_fields(cfg.eval).items()}
+    assert len(fields) == 8
+    assert all(v.startswith(".gpu/data/") for v in fields.values()), fields
+    assert cfg.router.real_clean_train == []  # not carried: the run evaluates with the shipped router
+    assert cfg.data.workers > 1 and cfg.sft.batch_size > load_config(ROOT / "training/configs/tiny-en.toml").sft.batch_size
+
+
+def test_the_kit_builder_maps_every_kit_path_back_to_this_machine():
+    kit = _kit_module()
+    cfg = load_config(GPU_RECIPE)
+    mapped = kit.system_config(cfg.data)
+    for name, value in _path_fields(mapped).items():
+        assert value == kit.SYSTEM_PATHS[name] and not value.startswith(".gpu"), name
+    # The data settings that decide the plan are untouched, so the kit renders exactly the recipe's utterances.
+    same = {k for k in DataConfig.model_fields if k not in kit.SYSTEM_PATHS}
+    assert {k: getattr(mapped, k) for k in same} == {k: getattr(cfg.data, k) for k in same}
+    assert set(_path_fields(EvalConfig())) <= set(kit.SYSTEM_PATHS)
+
+
+def test_the_kit_carries_the_distributions_the_gpu_image_lacks():
+    """Each top-level import of the training code that the GPU image lacks has a wheel in the kit."""
+    kit = _kit_module()
+    wheels = {w.lower().replace("-", "_") for w in kit.WHEELS}
+    for module in ("pydantic", "pydantic_settings", "jiwer", "soundfile", "soxr", "pyloudnorm",
+                   "whisper_normalizer", "fastapi", "uvicorn"):
+        assert module in wheels, module
+
+
+@pytest.mark.parametrize("script", ["device_stage1.sh", "device_train.sh"])
+def test_device_scripts_parse(script):
+    subprocess.run(["bash", "-n", str(ROOT / "scripts" / script)], check=True)
+
+
+def test_call_two_without_call_one_says_so(tmp_path):
+    """If the machine was given back between the calls, call 2 stops at once with the reason (exit 2)."""
+    result = subprocess.run(["bash", str(ROOT / "scripts/device_train.sh")], capture_output=True, text=True,
+                            env={"PATH": "/usr/bin:/bin", "KIT_STAGE": str(tmp_path / "none"),
+                                 "OUT": str(tmp_path / "out")}, timeout=60)
+    assert result.returncode == 2
+    assert "call 1 (scripts/device_stage1.sh) did not run on this machine" in result.stdout + result.stderr
