@@ -76,6 +76,15 @@ class DataConfig(_Strict):
     #: Processes that synthesise and simulate the clips. Every random draw is made up front in one
     #: sequential pass, so any number of workers writes the same clips and manifests (tested).
     workers: int = Field(1, ge=1)
+    #: Number of the first simulated copy. A build with ``first_copy = 3`` and ``merge_from`` = a
+    #: 3-copy build of the same recipe adds copies 3, 4, 5 of every training utterance: its scenario and
+    #: seed draws come from their own stream (``[seed, first_copy]``); the telephone-band draws and the
+    #: train/val split stay the recipe's, so the clean rows are the same utterances.
+    first_copy: int = Field(0, ge=0)
+    #: Data folders of the same recipe whose rows (graded) join this build's manifests, split by split,
+    #: rows with the same id (the shared clean rows) once; their recorded split settings must match.
+    #: With ``val_copies = 0`` the validation split is theirs unchanged.
+    merge_from: list[str] = []
 
 
 class LoraConfig(_Strict):

@@ -129,11 +129,12 @@ class RenderJob:
     split: str
     narrowband: bool
     draws: tuple[tuple[str, int], ...]  # (scenario, seed) of each simulated copy
+    first_copy: int = 0  # number of the first copy (its clip id's last field)
 
 
 def plan_jobs(plan: dict[str, list[CleanUtterance]], cfg: DataConfig, names: list[str]) -> list[RenderJob]:
     """The random draws of every clip, in the order the sequential builder has always made them."""
-    rng = np.random.default_rng(cfg.seed)
+    rng = np.random.default_rng(cfg.seed if cfg.first_copy == 0 else [cfg.seed, cfg.first_copy])
     band_rng = np.random.default_rng([cfg.seed, 8000])
     jobs = []
     for split, utts in plan.items():
@@ -144,19 +145,19 @@ def plan_jobs(plan: dict[str, list[CleanUtterance]], cfg: DataConfig, names: lis
             for _ in range(copies):
                 scenario = draw_scenario(rng, cfg, names)
                 draws.append((scenario, int(rng.integers(2**31))))
-            jobs.append(RenderJob(utt, split, band, tuple(draws)))
+            jobs.append(RenderJob(utt, split, band, tuple(draws), cfg.first_copy))
     return jobs
 
 
 def clip_rows(utt: CleanUtterance, audio: np.ndarray, split: str, draws: tuple[tuple[str, int], ...],
-              severity_mapping: str, out_dir: Path) -> list[dict[str, Any]]:
+              severity_mapping: str, out_dir: Path, first_copy: int = 0) -> list[dict[str, Any]]:
     """The clean row plus one simulated row per (scenario, seed) draw of one utterance (audio written to disk)."""
     base = {"text": utt.text, "speaker": utt.speaker, "source": utt.source, "split": split,
             "clean_id": utt.id, "speech_end": round(speech_end_seconds(audio), 2),
             "duration": round(len(audio) / 16000, 3)}
     rows = [{**base, "id": utt.id, "audio": utt.audio_path, "scenario": CLEAN, "effects": [],
              "n_effects": 0, "severity": 0.0, "seed": None}]
-    for copy, (scenario, seed) in enumerate(draws):
+    for copy, (scenario, seed) in enumerate(draws, start=first_copy):
         result = simulate(audio, 16000, scenario, None, seed, severity_mapping=severity_mapping)
         clip_id = f"{utt.id}__{scenario}__{copy}"
         path = out_dir / "sim" / split / f"{clip_id.replace('/', '_')}.wav"
@@ -172,7 +173,7 @@ def render(job: RenderJob, severity_mapping: str, out_dir: Path) -> list[dict[st
     utt, audio = materialise(job.utt, out_dir)
     if job.narrowband:
         utt, audio = narrowband(utt, audio, out_dir)
-    return clip_rows(utt, audio, job.split, job.draws, severity_mapping, out_dir)
+    return clip_rows(utt, audio, job.split, job.draws, severity_mapping, out_dir, job.first_copy)
 
 
 def render_all(jobs: list[RenderJob], severity_mapping: str, out_dir: Path, workers: int = 1
@@ -274,6 +275,29 @@ def read_manifest(path: str | Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in handle if line.strip()]
 
 
+#: Settings that decide which utterances go to which split: merged builds must agree on them.
+SPLIT_SETTINGS = ("reserved_prompts", "tts_voices_train", "tts_voices_val", "use_asterisk_speaker",
+                  "val_sentence_fraction", "max_words", "seed", "max_utterances", "narrowband_fraction")
+
+
+def merged_rows(cfg: DataConfig, split: str, own: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``cfg.merge_from``'s rows of ``split``, then ``own``; a row id seen before is kept once (the clean rows)."""
+    rows: list[dict[str, Any]] = []
+    for folder in cfg.merge_from:
+        theirs = json.loads((Path(folder) / "summary.json").read_text())["config"]
+        differ = [k for k in SPLIT_SETTINGS if theirs.get(k) != getattr(cfg, k)]
+        if differ:
+            raise ValueError(f"merge_from {folder}: built with other split settings ({', '.join(differ)})")
+        rows += read_manifest(Path(folder) / f"{split}.jsonl")
+    seen: set[str] = set()
+    out = []
+    for row in rows + own:
+        if row["id"] not in seen:
+            seen.add(row["id"])
+            out.append(row)
+    return out
+
+
 def build_datasets(cfg: DataConfig, base_model: str, threads: int = 2) -> dict[str, Path]:
     """Synthesise, simulate, score with the base model and write every manifest under ``cfg.out_dir``."""
     from service.scoring import corpus_score
@@ -294,6 +318,7 @@ def build_datasets(cfg: DataConfig, base_model: str, threads: int = 2) -> dict[s
     n_nonspeech = int(round(cfg.nonspeech_fraction * sum(r["scenario"] != CLEAN for r in rows["train"])))
     rows["train"] += nonspeech_rows(n_nonspeech, "train", np.random.default_rng([cfg.seed, 0]), out_dir,
                                     cfg.sonic_pi_dir)
+    rows = {split: merged_rows(cfg, split, own) if cfg.merge_from else own for split, own in rows.items()}
     paths = {split: write_manifest(r, out_dir / f"{split}.jsonl") for split, r in rows.items()}
     degraded = [r for r in rows["train"] if r["scenario"] not in (CLEAN, NOISE_ONLY, SILENT)]
     for grade in cfg.wer_grades:

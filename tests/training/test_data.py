@@ -137,3 +137,41 @@ def test_the_plan_reproduces_the_sequential_draws():
         assert job.narrowband == (job.split == "train" and band.random() < cfg.narrowband_fraction)
         copies = cfg.train_copies if job.split == "train" else cfg.val_copies
         assert job.draws == tuple((draw_scenario(rng, cfg, names), int(rng.integers(2**31))) for _ in range(copies))
+
+
+def test_first_copy_numbers_the_clips_and_draws_its_own_scenarios():
+    """An extension build (copies 3..5) keeps the recipe's telephone-band draws and makes new scenario draws."""
+    from simulation import resolve_scenarios
+    from training.data import plan_jobs
+
+    utts = [CleanUtterance(f"u{i}", f"Sentence number {i}.", "flite-slt", "tts") for i in range(8)]
+    names = resolve_scenarios("all")
+    base = plan_jobs({"train": utts}, DataConfig(train_copies=3, narrowband_fraction=0.5), names)
+    more = plan_jobs({"train": utts}, DataConfig(train_copies=3, narrowband_fraction=0.5, first_copy=3), names)
+    assert [j.narrowband for j in base] == [j.narrowband for j in more]
+    assert [j.first_copy for j in more] == [3] * len(utts)
+    assert [j.draws for j in base] != [j.draws for j in more]
+
+
+def _data_folder(root, name: str, cfg: DataConfig, rows: dict[str, list[dict]]):
+    import json
+
+    folder = root / name
+    folder.mkdir()
+    for split, split_rows in rows.items():
+        (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in split_rows))
+    (folder / "summary.json").write_text(json.dumps({"config": cfg.model_dump()}))
+    return str(folder)
+
+
+def test_merge_from_joins_the_splits_and_keeps_shared_rows_once(tmp_path):
+    from training.data import merged_rows
+
+    clean, old, new = {"id": "u1"}, {"id": "u1__noise__0"}, {"id": "u1__noise__3"}
+    older = _data_folder(tmp_path, "r3", DataConfig(), {"train": [clean, old], "val": [{"id": "v1"}]})
+    cfg = DataConfig(first_copy=3, merge_from=[older])
+    assert merged_rows(cfg, "train", [clean, new]) == [clean, old, new]
+    assert merged_rows(cfg, "val", [{"id": "v1"}]) == [{"id": "v1"}]
+    other = _data_folder(tmp_path, "other", DataConfig(val_sentence_fraction=0.3), {"train": [old], "val": []})
+    with pytest.raises(ValueError, match="val_sentence_fraction"):
+        merged_rows(DataConfig(merge_from=[other]), "train", [new])
