@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # GPU run, call 2 of 2 (docs/training.md, "GPU run"): check and unpack the kit, run the recipe, return results.
 # Needs call 1 (scripts/device_stage1.sh) on the same warm machine: it left the first model slice and the
-# wheels in .gpu-stage/. Stages: train data, train sft, eval (the std draw, then the fresh draw if time is
-# left), export; each stage's wall time is printed, and results are copied to $OUT after every stage, so a
+# wheels in .gpu-stage/. Stages: train data, train sft, eval (the std draw), export, then while time is left
+# the CUDA tests of the training code (tests/training/test_device.py) and the eval on the fresh draw; each
+# stage's wall time is printed, and results are copied to $OUT after every stage, so a
 # run stopped at the call's limit still returns what it finished.
-# Usage: scripts/device_train.sh [CONFIG]   Env: DEVICE (cuda), PY (python3), BUDGET_S (540: no fresh eval
-# after 75 % of it), KIT_STAGE (.gpu-stage), ROUTER (checkpoints/whisper-tiny.en-robust/router), KIT_WHEELS (skip: use PY's packages).
+# Usage: scripts/device_train.sh [CONFIG]   Env: DEVICE (cuda), PY (python3), BUDGET_S (540: the optional
+# stages start only under 75 % of it; TESTS=0 skips the tests), KIT_STAGE (.gpu-stage), ROUTER (checkpoints/whisper-tiny.en-robust/router), KIT_WHEELS (skip: use PY's packages).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 config="${1:-training/configs/tiny-en-gpu.toml}"
@@ -23,13 +24,14 @@ fail() { echo "device_train: $*" >&2; exit 2; }
 [ "${KIT_WHEELS:-install}" = skip ] || export PYTHONPATH="$PWD/$stage_dir/site${PYTHONPATH:+:$PYTHONPATH}"
 export MEGAASR_HOME="$PWD/$stage_dir/home" KIT_STAGE="$stage_dir" PYTHONUNBUFFERED=1
 
-stage() {  # stage NAME COMMAND...: run it and print its wall time
-    local name=$1 t0=$SECONDS
+stage() {  # stage NAME COMMAND...: run it, print and log its wall time and exit status, return that status
+    local name=$1 t0=$SECONDS rc=0
     shift
     echo "== $name: $*"
-    "$@"
-    echo "== $name: $((SECONDS - t0)) s (total $SECONDS s)"
-    echo "{\"stage\": \"$name\", \"seconds\": $((SECONDS - t0)), \"total\": $SECONDS}" >> "$out/timings.jsonl"
+    "$@" || rc=$?
+    echo "== $name: $((SECONDS - t0)) s, rc $rc (total $SECONDS s)"
+    echo "{\"stage\": \"$name\", \"seconds\": $((SECONDS - t0)), \"rc\": $rc, \"total\": $SECONDS}" >> "$out/timings.jsonl"
+    return $rc
 }
 
 # Unpack: model (checksummed), held-out data, clean speech (Opus -> the wav cache `train data` reads).
@@ -78,6 +80,13 @@ cp "$eval_dir/summary.json" "$out/eval-std.json"
 stage export "${cli[@]}" export --config "$config" --robust "$sft_dir/final" --router "$router" \
     --eval-summary "$eval_dir/summary.json" --no-merged --out "$gpu_dir/bundle"
 tar czf "$out/bundle.tar.gz" -C "$gpu_dir" bundle
+if [ "${TESTS:-1}" != 0 ] && [ "$SECONDS" -lt $((budget * 3 / 4)) ]; then
+    MEGAASR_TEST_SPEECH="$data_dir/train.jsonl" \
+        stage cuda-tests timeout 90 "$py" -m pytest -q -p no:cacheprovider tests/training/test_device.py \
+        || echo "== cuda-tests: failed or cut at 90 s; the run goes on"
+else
+    echo "== cuda-tests: skipped, $SECONDS s of the $budget s budget used"
+fi
 if [ "$SECONDS" -lt $((budget * 3 / 4)) ]; then
     stage eval-fresh "${cli[@]}" eval --config "$config" --device "$device" --robust "$sft_dir/final" \
         --router "$router" --seed 2026 --clips-per-scenario 4 --out "$gpu_dir/replica"

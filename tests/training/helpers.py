@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -11,6 +12,9 @@ from transformers import WhisperConfig, WhisperForConditionalGeneration, Whisper
 from training.sources import read_audio, speech_end_seconds, synthesise
 
 SENTENCES = ["Please hold.", "Goodbye.", "Thank you for calling.", "The party is busy."]
+#: A manifest whose clean flite rows stand in for flite where it is not installed: the GPU machine, where
+#: scripts/device_train.sh points this at the recipe's freshly built training manifest.
+RECORDED_SPEECH_ENV = "MEGAASR_TEST_SPEECH"
 
 
 def tiny_whisper(folder: Path, processor_source: Path, seed: int = 0) -> Path:
@@ -28,12 +32,25 @@ def tiny_whisper(folder: Path, processor_source: Path, seed: int = 0) -> Path:
     return folder
 
 
+def _recorded(voice: str) -> list[tuple[str, Path]]:
+    """The shortest clean wideband rows of ``voice`` in the $MEGAASR_TEST_SPEECH manifest, as (text, wav)."""
+    with open(os.environ[RECORDED_SPEECH_ENV]) as handle:
+        rows = [json.loads(line) for line in handle if line.strip()]
+    rows = [r for r in rows if r["scenario"] == "clean" and r["speaker"] == f"flite-{voice}" and "@8k" not in r["id"]]
+    if len(rows) < len(SENTENCES):
+        raise ValueError(f"{os.environ[RECORDED_SPEECH_ENV]}: fewer than {len(SENTENCES)} clean rows of flite-{voice}")
+    return [(r["text"], Path(r["audio"])) for r in sorted(rows, key=lambda r: (len(r["text"]), r["id"]))[:len(SENTENCES)]]
+
+
 def spoken_rows(folder: Path, voices: tuple[str, ...] = ("slt",)) -> list[dict]:
-    """Manifest rows of short flite clips (treated as degraded, base WER 0.2)."""
+    """Manifest rows of short flite clips (treated as degraded, base WER 0.2); from $MEGAASR_TEST_SPEECH if set."""
     rows = []
     for voice in voices:
-        for i, text in enumerate(SENTENCES):
-            path = synthesise(text, voice, folder / f"{voice}-{i}.wav")
+        if os.environ.get(RECORDED_SPEECH_ENV):
+            spoken = _recorded(voice)
+        else:
+            spoken = [(text, synthesise(text, voice, folder / f"{voice}-{i}.wav")) for i, text in enumerate(SENTENCES)]
+        for i, (text, path) in enumerate(spoken):
             audio = read_audio(path)
             rows.append({"id": f"{voice}-{i}", "audio": str(path), "text": text, "speaker": voice,
                          "scenario": "noise", "split": "train", "speech_end": min(0.9, speech_end_seconds(audio)),

@@ -73,3 +73,24 @@ def test_call_two_without_call_one_says_so(tmp_path):
                                  "OUT": str(tmp_path / "out")}, timeout=60)
     assert result.returncode == 2
     assert "call 1 (scripts/device_stage1.sh) did not run on this machine" in result.stdout + result.stderr
+
+
+def test_without_flite_the_training_tests_speak_from_a_built_manifest(tmp_path, monkeypatch, librivox):
+    """On the GPU machine (no flite) the CUDA tests take the shortest clean flite rows of the run's manifest."""
+    import json
+
+    from tests.training.helpers import RECORDED_SPEECH_ENV, SENTENCES, spoken_rows
+
+    rows = [{"id": f"tts-slt-{i}", "scenario": "clean", "speaker": "flite-slt", "audio": str(path), "text": text}
+            for i, (path, text) in enumerate(librivox)]
+    rows += [{"id": "tts-slt-x@8k", "scenario": "clean", "speaker": "flite-slt", "audio": "none", "text": "a"},
+             {"id": "tts-awb-0", "scenario": "clean", "speaker": "flite-awb", "audio": "none", "text": "b"}]
+    manifest = tmp_path / "train.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    monkeypatch.setenv(RECORDED_SPEECH_ENV, str(manifest))
+    spoken = spoken_rows(tmp_path)
+    shortest = sorted(librivox, key=lambda p: len(p[1]))[:len(SENTENCES)]
+    assert [r["text"] for r in spoken] == [text for _, text in shortest]
+    assert all(r["speech_end"] > 0 for r in spoken)
+    with pytest.raises(ValueError, match="fewer than"):
+        spoken_rows(tmp_path, voices=("awb",))
