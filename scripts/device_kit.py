@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from training.config import DataConfig, RecipeConfig, load_config  # noqa: E402
+from training.config import DataConfig, load_config
 
 LIMIT = 64 * 2**20  # bytes one device call carries, working tree included
 MARGIN = 512 * 2**10  # kept free for files committed between building and sending
@@ -97,7 +97,7 @@ def model_archive(name: str) -> bytes:
     return buffer.getvalue()
 
 
-def clean_speech(cfg: RecipeConfig, dest: Path) -> dict[str, int]:
+def clean_speech(data: DataConfig, dest: Path) -> dict[str, int]:
     """Render every TTS utterance of the recipe's plan with flite and store it as Opus in a tar."""
     import soundfile as sf
     from tqdm import tqdm
@@ -105,7 +105,6 @@ def clean_speech(cfg: RecipeConfig, dest: Path) -> dict[str, int]:
     from training.data import plan_clean
     from training.sources import ReservedGuard, read_audio, synthesise
 
-    data = system_config(cfg.data)
     guard = ReservedGuard.from_files(data.reserved_prompts, data.asterisk_transcripts)
     tts = [u for utts in plan_clean(data, guard).values() for u in utts if u.audio_path is None]
     counts: dict[str, int] = {}
@@ -123,11 +122,10 @@ def clean_speech(cfg: RecipeConfig, dest: Path) -> dict[str, int]:
     return counts
 
 
-def held_out_data(cfg: RecipeConfig, dest: Path) -> list[str]:
+def held_out_data(data: DataConfig, dest: Path) -> list[str]:
     """Reserved list, transcripts, the reserved Allison prompts, the LibriVox reader and a noise subset."""
     from training.sources import asterisk_utterances, read_asterisk_transcripts, read_reserved_names
 
-    data = system_config(cfg.data)
     names = read_reserved_names(data.reserved_prompts)
     prompts = asterisk_utterances(data.asterisk_dir, read_asterisk_transcripts(data.asterisk_transcripts), names)
     members: list[tuple[Path, str]] = [
@@ -169,8 +167,9 @@ def build(config: Path) -> dict:
     print(f"working tree {tree / 1e6:.1f} MB; each part may hold {budget / 1e6:.1f} MB", flush=True)
 
     wheels = download_wheels(part1 / "wheels")
-    speakers = clean_speech(cfg, part2 / "clean.tar")
-    data_members = held_out_data(cfg, part2 / "data.tar.xz")
+    data = system_config(cfg.data)  # the recipe's sources, read from this machine's packages
+    speakers = clean_speech(data, part2 / "clean.tar")
+    data_members = held_out_data(data, part2 / "data.tar.xz")
     archive = model_archive(cfg.sft.base_model)
     room1 = budget - folder_bytes(part1)
     room2 = budget - folder_bytes(part2) - 4096  # kit.json

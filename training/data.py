@@ -183,7 +183,7 @@ def render_all(jobs: list[RenderJob], severity_mapping: str, out_dir: Path, work
     from functools import partial
 
     work = partial(render, severity_mapping=severity_mapping, out_dir=out_dir)
-    progress = dict(desc="synthesise + simulate", unit="utt", total=len(jobs))
+    progress = {"desc": "synthesise + simulate", "unit": "utt", "total": len(jobs)}
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
             results = list(tqdm(pool.map(work, jobs, chunksize=8), **progress))

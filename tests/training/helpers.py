@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from transformers import WhisperConfig, WhisperForConditionalGeneration, WhisperProcessor
 
+from training.data import read_manifest
 from training.sources import read_audio, speech_end_seconds, synthesise
 
 SENTENCES = ["Please hold.", "Goodbye.", "Thank you for calling.", "The party is busy."]
@@ -34,9 +35,7 @@ def tiny_whisper(folder: Path, processor_source: Path, seed: int = 0) -> Path:
 
 def _recorded(voice: str) -> list[tuple[str, Path]]:
     """The shortest clean wideband rows of ``voice`` in the $MEGAASR_TEST_SPEECH manifest, as (text, wav)."""
-    with open(os.environ[RECORDED_SPEECH_ENV]) as handle:
-        rows = [json.loads(line) for line in handle if line.strip()]
-    rows = [r for r in rows if r["scenario"] == "clean" and r["speaker"] == f"flite-{voice}" and "@8k" not in r["id"]]
+    rows = [r for r in read_manifest(os.environ[RECORDED_SPEECH_ENV]) if r["scenario"] == "clean" and r["speaker"] == f"flite-{voice}" and "@8k" not in r["id"]]
     if len(rows) < len(SENTENCES):
         raise ValueError(f"{os.environ[RECORDED_SPEECH_ENV]}: fewer than {len(SENTENCES)} clean rows of flite-{voice}")
     return [(r["text"], Path(r["audio"])) for r in sorted(rows, key=lambda r: (len(r["text"]), r["id"]))[:len(SENTENCES)]]

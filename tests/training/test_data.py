@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from training.config import DataConfig
@@ -105,7 +107,7 @@ def _rendered(tmp_path, name: str, workers: int) -> tuple[list[dict], dict[str, 
     plan = {"train": utts[:2], "val": utts[2:]}
     rows = render_all(plan_jobs(plan, cfg, resolve_scenarios("all")), cfg.severity_mapping, tmp_path / name, workers)
     flat = [r for split in ("train", "val") for r in rows[split]]
-    audio = {r["id"]: open(r["audio"], "rb").read() for r in flat}
+    audio = {r["id"]: Path(r["audio"]).read_bytes() for r in flat}
     for r in flat:
         r["audio"] = r["audio"].replace(name, "<out>")
     return flat, audio
@@ -156,10 +158,11 @@ def test_first_copy_numbers_the_clips_and_draws_its_own_scenarios():
 def _data_folder(root, name: str, cfg: DataConfig, rows: dict[str, list[dict]]):
     import json
 
+    from training.data import write_manifest
+
     folder = root / name
-    folder.mkdir()
     for split, split_rows in rows.items():
-        (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in split_rows))
+        write_manifest(split_rows, folder / f"{split}.jsonl")
     (folder / "summary.json").write_text(json.dumps({"config": cfg.model_dump()}))
     return str(folder)
 
