@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 from training.config import DEFAULT_CONFIG, EvalConfig, RecipeConfig
@@ -22,6 +23,25 @@ def _config(args: argparse.Namespace):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     device, stage = getattr(args, "device", None), getattr(args, "device_stage", None)
     return load_config(args.config, device=device, stages=(stage,) if stage else ())
+
+
+@dataclass(frozen=True)
+class GateArg:
+    """``--logprob-gate``: a log-probability (<= 0), or ``none`` for no gate (distinct from "not given")."""
+
+    value: float | None
+
+    @classmethod
+    def parse(cls, text: str) -> GateArg:
+        if text.strip().lower() == "none":
+            return cls(None)
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a log-probability or 'none', got {text!r}") from None
+        if not value <= 0.0:
+            raise argparse.ArgumentTypeError(f"a log-probability is <= 0, got {text!r}")
+        return cls(value)
 
 
 def _add_config(p: argparse.ArgumentParser) -> None:
@@ -95,12 +115,16 @@ def eval_settings(eval_cfg: EvalConfig, args: argparse.Namespace) -> EvalConfig:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from training.eval import run_eval
+    from training.eval import robust_gate, run_eval
 
     cfg = _config(args)
     ecfg = eval_settings(cfg.eval, args)
+    gate = None
+    if args.robust:
+        gate = (args.logprob_gate.value if args.logprob_gate is not None
+                else robust_gate(args.robust, cfg.export.robust_logprob_gate))
     summary = run_eval(ecfg, args.base or cfg.sft.base_model, args.robust, args.router, args.threshold,
-                       manifest=args.manifest, scenarios=args.scenarios)
+                       manifest=args.manifest, scenarios=args.scenarios, robust_logprob_gate=gate)
     print(summary["markdown"] or json.dumps(summary["overall_degraded"], indent=2))
     print(f"written to {ecfg.out_dir}")
     return 0
@@ -118,8 +142,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
     card = model_card(cfg.sft.base_model, cfg.model_dump(), eval_summary,
                       {k: v for k, v in (router_summary or {}).items() if k != "history"} or None,
                       stage=training_record.get("stage", "sft"))
+    gate = cfg.export.robust_logprob_gate if args.logprob_gate is None else args.logprob_gate.value
     bundle = export_bundle(args.out, cfg.sft.base_model, training_record["adapters"],
-                           None if args.no_merged else args.robust, args.router, float(threshold), card)
+                           None if args.no_merged else args.robust, args.router, float(threshold), card,
+                           robust_logprob_gate=gate)
     print(bundle)
     return 0
 
@@ -177,6 +203,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--decode", choices=("served", "greedy"),
                     help="served: the service's default decode (greedy + temperature fallback); greedy: one greedy "
                          "pass, the protocol of rounds 1-4 (default: [eval].decode)")
+    ev.add_argument("--logprob-gate", type=GateArg.parse, metavar="LOGPROB|none",
+                    help="the robust system's confidence gate (default: the bundle's; for a checkpoint folder, "
+                         "[export].robust_logprob_gate); 'none' decodes it without one")
     ev.set_defaults(func=_cmd_eval)
 
     ex = subparsers.add_parser("export", help="write a megaasr-bundle/1 folder for `megaasr serve --checkpoint`")
@@ -186,5 +215,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ex.add_argument("--threshold", type=float, help="router threshold (default: from router metrics)")
     ex.add_argument("--eval-summary", help="summary.json of `megaasr eval`, quoted in the model card")
     ex.add_argument("--no-merged", action="store_true", help="omit merged/ (adapter only)")
+    ex.add_argument("--logprob-gate", type=GateArg.parse, metavar="LOGPROB|none",
+                    help="robust_logprob_gate written into the bundle (default: [export].robust_logprob_gate)")
     ex.add_argument("--out", required=True, help="bundle folder to write (replaced)")
     ex.set_defaults(func=_cmd_export)

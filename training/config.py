@@ -208,12 +208,24 @@ class EvalConfig(_Strict):
     asterisk_transcripts: str = "/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz"
 
 
+class ExportConfig(_Strict):
+    #: The robust path's confidence gate written into the bundle (``robust_logprob_gate``): a decoded
+    #: window whose mean token log-prob is below it is dropped. The adapter leaves Whisper's no-speech
+    #: head untrained (it reads < 0.01 everywhere), so OpenAI's gate (no-speech > 0.6 *and* log-prob
+    #: < -1.0) never fires on the robust path; a gate here restores its log-prob half. Off by default:
+    #: at -1.0 it cut the shipped tiny.en adapter's hallucinated-n-gram rate on degraded speech from
+    #: 4.6 % to 1.9 % but raised its WER (79.90 -> 81.29, omissions 50 -> 75 %; docs/training.md,
+    #: round 7). ``megaasr eval`` decodes a robust checkpoint that is not a bundle with it too.
+    robust_logprob_gate: float | None = Field(None, le=0.0)
+
+
 class RecipeConfig(_Strict):
     data: DataConfig = DataConfig()
     sft: SFTConfig
     rl: RLConfig = RLConfig()
     router: RouterTrainConfig = RouterTrainConfig()
     eval: EvalConfig = EvalConfig()
+    export: ExportConfig = ExportConfig()
 
 
 DEVICE_STAGES = ("data", "sft", "rl", "router", "eval")

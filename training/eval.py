@@ -99,6 +99,14 @@ def robust_model(robust: str, device: str | torch.device = "cpu") -> tuple[torch
     return load_model(str(path), device)[0].eval(), resolve_model(str(path))
 
 
+def robust_gate(robust: str, recipe_gate: float | None) -> float | None:
+    """The confidence gate the robust system is served with: a bundle's own, else the recipe's export value."""
+    from training.export import load_bundle
+
+    path = Path(robust)
+    return load_bundle(path).robust_logprob_gate if (path / "bundle.json").exists() else recipe_gate
+
+
 #: ``[eval].decode`` modes: the temperature schedule and how the reports name it.
 DECODE_MODES: dict[str, tuple[tuple[float, ...], str]] = {
     "served": (DEFAULT_TEMPERATURES, "the service's default (greedy + temperature fallback)"),
@@ -211,7 +219,12 @@ def markdown(summary: dict[str, Any], systems: tuple[str, ...]) -> str:
         return f"| {name} | {blk[systems[0]]['n']} | {vals} | {gain}% | {band} |\n"
 
     decode = summary.get("config", {}).get("decode")
-    intro = f"Decode: {decode}, {DECODE_MODES[decode][1]}.\n\n" if decode in DECODE_MODES else ""
+    intro = f"Decode: {decode}, {DECODE_MODES[decode][1]}" if decode in DECODE_MODES else ""
+    if intro and "robust" in systems:
+        gate = summary.get("systems", {}).get("robust_logprob_gate")
+        intro += (f"; robust path: windows below a mean log-prob of {gate} dropped (the bundle's confidence gate)"
+                  if gate is not None else "; robust path: no confidence gate")
+    intro = intro + ".\n\n" if intro else ""
     text = intro + head + row("clean", summary["clean"]) + row("degraded, all 54 scenarios", summary["overall_degraded"],
                                                        ci.get("degraded"))
     for k, blk in summary["by_effect_count"].items():
@@ -257,7 +270,8 @@ def plot(summary: dict[str, Any], systems: tuple[str, ...], out_png: Path) -> Pa
     return out_png
 
 
-def cached_hyps(path: Path, base: str, clips: list[dict[str, Any]], decoder, label: str = "base") -> list[str]:
+def cached_hyps(path: Path, base: str, clips: list[dict[str, Any]], decoder, label: str = "base"
+                ) -> list[str]:
     """A system's hypotheses, reused when the same model decoded the same clips before.
 
     The eval set is a pure function of the config (seeded), so the base model's half of the work
@@ -266,6 +280,8 @@ def cached_hyps(path: Path, base: str, clips: list[dict[str, Any]], decoder, lab
     fingerprint = {"base": base, "ids": [c["id"] for c in clips],
                    "audio": [round(float(np.abs(c["audio"]).sum()), 3) for c in clips],
                    "temperatures": list(decoder.options.temperatures)}
+    if decoder.transcriber.guards.min_avg_logprob is not None:  # absent when unset: older caches stay valid
+        fingerprint["min_avg_logprob"] = decoder.transcriber.guards.min_avg_logprob
     if path.exists():
         saved = json.loads(path.read_text())
         if saved["fingerprint"] == fingerprint:
@@ -276,8 +292,13 @@ def cached_hyps(path: Path, base: str, clips: list[dict[str, Any]], decoder, lab
 
 
 def run_eval(cfg: EvalConfig, base: str, robust: str | None, router_dir: str | None, threshold: float | None,
-             manifest: str | None = None, scenarios: str | None = None) -> dict[str, Any]:
-    """Decode the eval set with each system on ``cfg.device``; write clips.jsonl, summary.json, summary.md, plots."""
+             manifest: str | None = None, scenarios: str | None = None,
+             robust_logprob_gate: float | None = None) -> dict[str, Any]:
+    """Decode the eval set with each system on ``cfg.device``; write clips.jsonl, summary.json, summary.md, plots.
+
+    The base model is decoded as the service's base path (no confidence gate); the robust model with
+    ``robust_logprob_gate``, as the service's robust path decodes it (see :func:`robust_gate`).
+    """
     from service.models.router_net import AudioQualityRouter
     from training.device import resolve_device
     from training.whisper import Decoder, resolve_model
@@ -297,6 +318,7 @@ def run_eval(cfg: EvalConfig, base: str, robust: str | None, router_dir: str | N
     if robust:
         model, _ = robust_model(robust, device)
         decoder.use_model(model)
+        decoder.transcriber.guards.min_avg_logprob = robust_logprob_gate
         robust_id = str(Path(robust).resolve())
         for c, h in zip(clips, cached_hyps(out / "robust_hyps.json", robust_id, clips, decoder, "robust")):
             c["robust_hyp"] = h
@@ -311,7 +333,8 @@ def run_eval(cfg: EvalConfig, base: str, robust: str | None, router_dir: str | N
                 c["routed_hyp"] = c["robust_hyp"] if p >= t else c["base_hyp"]
         systems = SYSTEMS
     summary = summarise(clips, systems)
-    summary["systems"] = {"base": base, "robust": robust, "router": router_dir}
+    summary["systems"] = {"base": base, "robust": robust, "router": router_dir,
+                          "robust_logprob_gate": robust_logprob_gate if robust else None}
     summary["n_clips"] = len(clips)
     summary["seconds"] = round(time.monotonic() - started, 1)
     summary["config"] = cfg.model_dump()

@@ -90,7 +90,7 @@ def apply_adapter(model: torch.nn.Module, adapter_dir: str | Path) -> torch.nn.M
 # -- writing the bundle ------------------------------------------------------------------------
 def export_bundle(out_dir: str | Path, base_model: str, adapter_dirs: list[str | Path],
                   merged_dir: str | Path | None, router_dir: str | Path | None, router_threshold: float,
-                  card: str) -> Bundle:
+                  card: str, robust_logprob_gate: float | None = None) -> Bundle:
     """Assemble a bundle folder from training outputs (replacing any previous one)."""
     out = Path(out_dir)
     if out.exists():
@@ -111,7 +111,8 @@ def export_bundle(out_dir: str | Path, base_model: str, adapter_dirs: list[str |
         router = out / "router"
         net.save(router)
     meta = {"format": FORMAT, "base_model": base_model, "adapter": adapter and "adapter",
-            "merged": merged and "merged", "router": router and "router", "router_threshold": router_threshold}
+            "merged": merged and "merged", "router": router and "router", "router_threshold": router_threshold,
+            "robust_logprob_gate": robust_logprob_gate}
     (out / "bundle.json").write_text(json.dumps(meta, indent=2))
     (out / "README.md").write_text(card)
     return load_bundle(out)

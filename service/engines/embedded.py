@@ -82,10 +82,11 @@ class EmbeddedEngine(Engine):
         assert source is not None
         if source.adapter is not None:
             log.info("merging the robust LoRA adapter %s into %s", source.adapter, self._id)
-            return load_transcriber(self._path, self._settings, adapter=source.adapter)
+            return load_transcriber(self._path, self._settings, adapter=source.adapter,
+                                    min_avg_logprob=source.robust_logprob_gate)
         assert source.merged is not None
         log.info("loading the merged robust model %s", source.merged)
-        return load_transcriber(source.merged, self._settings)
+        return load_transcriber(source.merged, self._settings, min_avg_logprob=source.robust_logprob_gate)
 
     def _observe_batch(self, size: int, seconds: float) -> None:
         if self.batch_observer is not None:
@@ -125,18 +126,20 @@ class EmbeddedEngine(Engine):
         self._robust = None
 
 
-def load_transcriber(path: Path, settings: Settings, adapter: Path | None = None):
+def load_transcriber(path: Path, settings: Settings, adapter: Path | None = None,
+                     min_avg_logprob: float | None = None):
     """Load model, tokenizer and front end from a HF Whisper folder into a :class:`Transcriber`.
 
     With ``adapter`` (a peft LoRA folder), the adapter is merged into the weights at load time: the
     robust path then decodes exactly as fast as the base one (no LoRA matmuls per step).
+    ``min_avg_logprob`` is the robust path's confidence gate (a bundle's ``robust_logprob_gate``).
     """
     import torch
     from transformers import AutoTokenizer, GenerationConfig, WhisperFeatureExtractor, \
         WhisperForConditionalGeneration
 
     from service.engines.features import LogMel
-    from service.engines.transcriber import Transcriber, WindowConfig
+    from service.engines.transcriber import GuardConfig, Transcriber, WindowConfig
     from service.engines.vocabulary import load_vocabulary
     from service.engines.whisper_runner import WhisperRunner
 
@@ -170,4 +173,5 @@ def load_transcriber(path: Path, settings: Settings, adapter: Path | None = None
     vocab = load_vocabulary(tokenizer, generation, model.config.vocab_size)
     window = WindowConfig(trim=settings.trim_padding, margin_frames=round(settings.trim_margin_s * 100))
     return Transcriber(WhisperRunner(model), vocab, tokenizer, LogMel(features.mel_filters),
-                       max_batch_size=settings.max_batch_size, window=window)
+                       max_batch_size=settings.max_batch_size, window=window,
+                       guards=GuardConfig(min_avg_logprob=min_avg_logprob))

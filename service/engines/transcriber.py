@@ -12,6 +12,13 @@ Guards against invented text:
   (avg log-prob below threshold) is skipped, as in OpenAI's reference;
 * **repetition**: a window still over the compression-ratio threshold after the last fallback
   temperature (a looping decode) is dropped rather than returned;
+* **confidence** (robust models only): a window whose final decode averages below
+  ``GuardConfig.min_avg_logprob`` per token is dropped whatever its no-speech probability. A LoRA
+  adapter trained on text targets leaves Whisper's no-speech head untrained: on the shipped robust
+  adapters it reads below 0.01 on every clip, so the no-speech gate above never fires there and
+  unintelligible audio comes back as confident-looking invented text. A checkpoint bundle may set
+  this floor (``robust_logprob_gate``) for the robust path; the base path keeps OpenAI's gate alone.
+  The shipped bundles leave it off: it trades WER for fewer hallucinations (docs/training.md);
 * **no words**: a segment with no letter or digit (``". . ."``, a lone ``"-"``) is dropped. Whisper
   emits these on faint noise when a sampled fallback decode slips under the no-speech gate; they
   carry nothing a user can read, and keeping them made noise-only output depend on sampling luck.
@@ -39,6 +46,8 @@ INPUT_STRIDE = 2  # mel frames per timestamp step
 class GuardConfig:
     silence_dbfs: float = -60.0
     drop_repetitive: bool = True
+    #: Drop a window whose final decode's mean token log-prob is below this (None: no such gate).
+    min_avg_logprob: float | None = None
 
 
 @dataclass
@@ -220,8 +229,10 @@ class Transcriber:
         ratio = compression_ratio(text_all)
         skip = d.no_speech_prob > opts.no_speech_threshold and d.avg_logprob < opts.logprob_threshold
         loop = self.guards.drop_repetitive and ratio > opts.compression_ratio_threshold
-        if skip or loop or not d.tokens:
-            job.dropped_windows += int(skip or loop)
+        floor = self.guards.min_avg_logprob
+        unsure = floor is not None and d.avg_logprob < floor
+        if skip or loop or unsure or not d.tokens:
+            job.dropped_windows += int(skip or loop or unsure)
             job.seek += size
             return
         tokens = d.tokens

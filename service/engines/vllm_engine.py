@@ -30,6 +30,9 @@ limit (``VLLM_MAX_AUDIO_DECODE_DURATION_S``, 600 s by default): above ``vllm_max
 * ``no_speech_prob`` is not reported: segments carry ``None`` (omitted from verbose_json), and the
   no-speech gate of the embedded engine does not exist here. The silence gate (peak below
   -60 dBFS: no decode) and the "no words" filter are applied by this engine as in the embedded one.
+* The bundle's ``robust_logprob_gate`` (see ``service.models.bundle``) drops robust segments whose
+  ``avg_logprob`` is below it, per segment (the embedded engine gates per 30 s window). A vLLM that
+  reports no ``avg_logprob`` cannot be gated: that is logged once, not hidden.
 * One temperature per request: the fallback schedule (``temperature=0``) is run here, request by
   request, on the compression-ratio test only (a repetition loop); the log-prob test needs the
   no-speech gate to be safe on noise, so it is not used. A decode still looping after the last
@@ -113,6 +116,8 @@ class VllmEngine(Engine):
         if robust_name is not None:
             url = (settings.vllm_robust_url or settings.vllm_url).rstrip("/")
             self._targets["robust"] = _Target("robust", url, robust_name)
+        self._robust_gate = robust.robust_logprob_gate if robust is not None else None
+        self._gate_unreadable_logged = False
         self._reachable: set[str] = set()
         self._client: httpx.AsyncClient | None = None
         self._vocab = None
@@ -362,12 +367,15 @@ class VllmEngine(Engine):
                 continue
             if not any(ch.isalnum() for ch in text) or NON_SPEECH_TAG.match(text):
                 continue
+            if opts.adapter == "robust" and self._below_gate(raw.get("avg_logprob")):
+                dropped += 1  # the robust model's confidence gate: unintelligible, not speech we can read
+                continue
             start = min(max(float(raw.get("start", 0.0)), 0.0), duration)
             end = min(max(float(raw.get("end", start)), start), duration)
             segments.append(Segment(
                 id=len(segments), seek=int(raw.get("seek", 0)), start=round(start, 3), end=round(end, 3),
                 text=text, tokens=[int(t) for t in raw.get("tokens") or []],
-                temperature=float(raw.get("temperature", 0.0)), avg_logprob=float(raw.get("avg_logprob", 0.0)),
+                temperature=float(raw.get("temperature", 0.0)), avg_logprob=float(raw.get("avg_logprob") or 0.0),
                 compression_ratio=ratio, no_speech_prob=None))
         for seg, nxt in pairwise(segments):  # an untimed tail ends where the next chunk starts
             seg.end = max(seg.start, min(seg.end, nxt.start))
@@ -375,6 +383,17 @@ class VllmEngine(Engine):
         return TranscriptionResult(text=text, segments=segments, language=body.get("language") or language or "en",
                                    duration=duration, adapter=opts.adapter,
                                    extras={"dropped_windows": dropped, "engine": "vllm"})
+
+    def _below_gate(self, avg_logprob: Any) -> bool:
+        if self._robust_gate is None:
+            return False
+        if avg_logprob is None:
+            if not self._gate_unreadable_logged:
+                log.warning("vLLM reports no avg_logprob: the robust confidence gate (%s) cannot be applied",
+                            self._robust_gate)
+                self._gate_unreadable_logged = True
+            return False
+        return float(avg_logprob) < self._robust_gate
 
     # -- health -------------------------------------------------------------------------------------
     async def _watch_health(self) -> None:

@@ -4,16 +4,23 @@
 must not depend on the training code). Layout::
 
     bundle.json   {"format": "megaasr-bundle/1", "base_model": ..., "adapter": "adapter" | null,
-                   "merged": "merged" | null, "router": "router" | null, "router_threshold": 0.5}
+                   "merged": "merged" | null, "router": "router" | null, "router_threshold": 0.5,
+                   "robust_logprob_gate": null | -1.0}
     adapter/      peft LoRA adapter on the base model (the embedded engine merges it at load)
     merged/       optional full HF Whisper checkpoint with the adapter merged (what vLLM on the CPU serves)
     router/       AudioQualityRouter.save output
     README.md     model card: training config and eval numbers
+
+``robust_logprob_gate`` is the robust path's confidence gate: a decoded window whose mean token
+log-prob is below it is dropped (``GuardConfig.min_avg_logprob``). It stands in for Whisper's
+no-speech gate, which the adapter's training leaves dead (see ``service.engines.transcriber``).
+Absent or null: no gate (bundles written before it existed load unchanged).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +42,7 @@ class Bundle:
     router: Path | None
     router_threshold: float
     card: Path | None
+    robust_logprob_gate: float | None = None
 
     @property
     def has_robust(self) -> bool:
@@ -71,9 +79,14 @@ def load_bundle(directory: str | Path) -> Bundle:
     threshold = float(meta.get("router_threshold", 0.5))
     if not 0.0 <= threshold <= 1.0:
         raise BundleError(f"router_threshold must lie in [0, 1], got {threshold}")
+    gate = meta.get("robust_logprob_gate")
+    if gate is not None:
+        if isinstance(gate, bool) or not isinstance(gate, (int, float)) or not math.isfinite(gate) or gate > 0:
+            raise BundleError(f"robust_logprob_gate must be a log-probability (a number <= 0) or null, got {gate!r}")
+        gate = float(gate)
     card = root / "README.md"
     return Bundle(root, str(meta["base_model"]), part("adapter"), part("merged"), part("router"), threshold,
-                  card if card.exists() else None)
+                  card if card.exists() else None, gate)
 
 
 def served_base_model(explicit_model: str | None, bundle: Bundle | None, default_model: str) -> str:

@@ -129,3 +129,32 @@ def test_engine_batches_concurrent_requests(tiny_en_dir: Path, librivox) -> None
 
     texts = asyncio.run(run())
     assert all(texts) and max(sizes) > 1, sizes
+
+
+def test_confidence_gate_drops_only_windows_below_it(tiny_en_dir: Path, librivox) -> None:
+    """The robust path's gate (a bundle's robust_logprob_gate) acts on the window's own mean log-prob."""
+    from service.engines.transcriber import GuardConfig
+
+    audio = read16k(librivox[0][0])
+    open_ = load_transcriber(tiny_en_dir, Settings(threads=2))
+    assert open_.guards.min_avg_logprob is None  # the base path has no such gate
+    heard = open_.transcribe([audio], [TranscriptionOptions(language="en")])[0]
+    confidence = heard.segments[0].avg_logprob
+    assert heard.text and all(s.avg_logprob == confidence for s in heard.segments)  # one window
+    open_.guards = GuardConfig(min_avg_logprob=confidence - 0.05)
+    assert open_.transcribe([audio], [TranscriptionOptions(language="en")])[0].text == heard.text
+    open_.guards = GuardConfig(min_avg_logprob=confidence + 0.05)
+    dropped = open_.transcribe([audio], [TranscriptionOptions(language="en")])[0]
+    assert dropped.text == "" and dropped.extras["dropped_windows"] == 1
+
+
+def test_the_robust_path_gets_the_bundles_gate_and_the_base_path_none(tiny_en_dir: Path) -> None:
+    from dataclasses import replace
+
+    from service.models.bundle import load_bundle
+
+    shipped = load_bundle(Path(__file__).resolve().parents[2] / "checkpoints" / "whisper-tiny.en-robust")
+    engine = EmbeddedEngine(tiny_en_dir, "whisper-tiny.en", Settings(threads=2),
+                            robust=replace(shipped, robust_logprob_gate=-1.5))
+    assert engine._load_robust().guards.min_avg_logprob == -1.5
+    assert engine._load().guards.min_avg_logprob is None

@@ -90,6 +90,19 @@ def test_bundle_errors_are_clear(tmp_path: Path) -> None:
         load_bundle(tmp_path)
 
 
+def test_the_confidence_gate_is_read_and_checked(tmp_path: Path) -> None:
+    root = _bundle(tmp_path / "b", router=None)
+    assert load_bundle(root).robust_logprob_gate is None  # bundles written before the gate load unchanged
+    meta = json.loads((root / "bundle.json").read_text())
+    for good, read in ((-1.0, -1.0), (-2, -2.0), (0, 0.0), (None, None)):
+        (root / "bundle.json").write_text(json.dumps({**meta, "robust_logprob_gate": good}))
+        assert load_bundle(root).robust_logprob_gate == read
+    for bad in (0.5, "-1", True, float("nan")):
+        (root / "bundle.json").write_text(json.dumps({**meta, "robust_logprob_gate": bad}))
+        with pytest.raises(BundleError, match="robust_logprob_gate must be a log-probability"):
+            load_bundle(root)
+
+
 def test_explicit_model_beats_the_bundle_which_beats_the_default(tmp_path: Path) -> None:
     bundle = load_bundle(_bundle(tmp_path / "b", router=None))
     assert served_base_model(None, None, "whisper-tiny.en") == "whisper-tiny.en"
@@ -105,6 +118,7 @@ def test_the_shipped_checkpoint_is_a_complete_bundle(folder: Path, base_model: s
     assert (bundle.adapter / "adapter_model.safetensors").stat().st_size > 100_000
     assert AudioQualityRouter.load(bundle.router).trained
     assert bundle.card is not None and "routed" in bundle.card.read_text()
+    assert bundle.robust_logprob_gate is None  # the confidence gate cost WER on the eval (docs/training.md, round 7)
 
 
 def test_serve_with_a_broken_checkpoint_fails_fast(tmp_path: Path, capsys) -> None:

@@ -37,3 +37,17 @@ def test_decode_defaults_to_the_served_path_and_greedy_is_an_override():
     assert eval_settings(recipe, _parse("--decode", "greedy")).decode == "greedy"
     with pytest.raises(SystemExit):
         _parse("--decode", "beam")
+
+
+def test_logprob_gate_is_a_log_probability_or_none(tmp_path):
+    from training.cli import GateArg
+    from training.eval import robust_gate
+
+    assert _parse().logprob_gate is None  # not given: the bundle's (or the recipe's) gate
+    assert _parse("--logprob-gate", "-1.5").logprob_gate == GateArg(-1.5)
+    assert _parse("--logprob-gate", "none").logprob_gate == GateArg(None)
+    for bad in ("0.5", "loud"):
+        with pytest.raises(SystemExit):
+            _parse("--logprob-gate", bad)
+    assert load_config(DEFAULT_CONFIG).export.robust_logprob_gate is None  # off: it cost WER (round 7)
+    assert robust_gate(str(tmp_path), -1.0) == -1.0  # a checkpoint folder: the recipe's export value

@@ -6,10 +6,12 @@ Hand-made clips with known errors, so every number below is computed by hand.
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 
 from service.engines.base import DEFAULT_TEMPERATURES, TranscriptionOptions
+from service.engines.transcriber import GuardConfig
 from training.eval import (
     cached_hyps,
     decode_temperatures,
@@ -85,7 +87,9 @@ def test_markdown_and_plot(tmp_path):
     assert text.index("severity low") < text.index("severity mid") < text.index("severity high")
     assert not text.startswith("Decode")  # a summary without its config does not guess the decode
     assert markdown({**s, "config": {"decode": "served"}}, SYSTEMS).startswith(
-        "Decode: served, the service's default (greedy + temperature fallback).")
+        "Decode: served, the service's default (greedy + temperature fallback); robust path: no confidence gate.")
+    gated = {**s, "config": {"decode": "served"}, "systems": {"robust_logprob_gate": -1.0}}
+    assert "robust path: windows below a mean log-prob of -1.0 dropped" in markdown(gated, SYSTEMS)
     assert relative_gain(80.0, 60.0) == 25.0 and relative_gain(0.0, 1.0) == 0.0
     png = plot(s, SYSTEMS, tmp_path / "wer.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -115,6 +119,7 @@ class _CountingDecoder:
 
     def __init__(self):
         self.calls = 0
+        self.transcriber = SimpleNamespace(guards=GuardConfig())
 
     def __call__(self, audios):
         self.calls += 1
@@ -137,6 +142,10 @@ def test_cached_hypotheses_are_reused_only_for_the_same_model_and_audio(tmp_path
     decoder.options = TranscriptionOptions(temperatures=DEFAULT_TEMPERATURES)
     cached_hyps(path, "whisper-base", changed, decoder)  # same model and audio, another decode: decoded again
     assert decoder.calls == 4
+    decoder.transcriber.guards.min_avg_logprob = -1.0
+    cached_hyps(path, "whisper-base", changed, decoder)  # the robust path's confidence gate: decoded again
+    cached_hyps(path, "whisper-base", changed, decoder)
+    assert decoder.calls == 5
 
 
 def test_served_decode_is_the_services_default_request():
