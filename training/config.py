@@ -213,9 +213,10 @@ class ExportConfig(_Strict):
     #: window whose mean token log-prob is below it is dropped. The adapter leaves Whisper's no-speech
     #: head untrained (it reads < 0.01 everywhere), so OpenAI's gate (no-speech > 0.6 *and* log-prob
     #: < -1.0) never fires on the robust path; a gate here restores its log-prob half. Off by default:
-    #: at -1.0 it cut the shipped tiny.en adapter's hallucinated-n-gram rate on degraded speech from
-    #: 4.6 % to 1.9 % but raised its WER (79.90 -> 81.29, omissions 50 -> 75 %; docs/training.md,
-    #: round 7). ``megaasr eval`` decodes a robust checkpoint that is not a bundle with it too.
+    #: at -1.0 on the shipped tiny.en adapter it cut the degraded clips with a hallucinated n-gram loop
+    #: by 60-65 % but left WER where it was (std draw 79.90 -> 81.29, fresh 81.57 -> 80.97) and raised
+    #: omissions (50 -> 75 %, 45 -> 64 %): users would lose partly right text (docs/training.md, round 7).
+    #: ``megaasr eval`` decodes a robust checkpoint that is not a bundle with it too.
     robust_logprob_gate: float | None = Field(None, le=0.0)
 
 

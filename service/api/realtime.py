@@ -97,7 +97,7 @@ def parse_session_update(session: dict, current: SessionConfig,
     if not isinstance(rate, int) or not 8000 <= rate <= 48000:
         raise _ClientError("invalid_sample_rate", "input_sample_rate must be an integer from 8000 to 48000.",
                            "session.input_sample_rate")
-    config = SessionConfig(**{**current.__dict__})
+    config = SessionConfig(**current.__dict__)
     config.input_sample_rate = rate
     if not isinstance(transcription, dict):
         raise _ClientError("invalid_session", "input_audio_transcription must be an object.",
@@ -204,7 +204,7 @@ async def realtime(ws: WebSocket) -> None:
             except DrainExpired:
                 close_code, reason = CLOSE_GOING_AWAY, "server shutting down"
                 break
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 if time.monotonic() - started >= settings.realtime_max_session_s:
                     close_code, reason = CLOSE_MAX_LENGTH, "maximum session length reached"
                 else:
@@ -244,7 +244,7 @@ async def realtime(ws: WebSocket) -> None:
         if close_code is not None and ws.client_state == WebSocketState.CONNECTED:
             try:  # a reader that never reads cannot take our close frame either: don't wait forever
                 await asyncio.wait_for(ws.close(code=close_code, reason=reason), timeout=5)
-            except (RuntimeError, asyncio.TimeoutError, WebSocketDisconnect):
+            except (TimeoutError, RuntimeError, WebSocketDisconnect):
                 pass  # the client is gone already; there is nobody left to tell
 
 

@@ -69,7 +69,7 @@ async def create_transcription(
     try:
         result, route = await asyncio.wait_for(state.transcribe(audio.samples, options, router_mode),
                                                timeout=state.settings.request_timeout_s)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise Timeout(f"Transcription took longer than {state.settings.request_timeout_s:.0f} s.") from None
     state.observe_transcription(result, time.monotonic() - started)
 

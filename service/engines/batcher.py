@@ -95,7 +95,7 @@ class MicroBatcher(Generic[T, R]):
                     break
                 try:
                     batch.append(await asyncio.wait_for(self._queue.get(), timeout))
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     break
             batch = [item for item in batch if not item.future.done()]
             if not batch:

@@ -135,8 +135,12 @@ def load_transcriber(path: Path, settings: Settings, adapter: Path | None = None
     ``min_avg_logprob`` is the robust path's confidence gate (a bundle's ``robust_logprob_gate``).
     """
     import torch
-    from transformers import AutoTokenizer, GenerationConfig, WhisperFeatureExtractor, \
-        WhisperForConditionalGeneration
+    from transformers import (
+        AutoTokenizer,
+        GenerationConfig,
+        WhisperFeatureExtractor,
+        WhisperForConditionalGeneration,
+    )
 
     from service.engines.features import LogMel
     from service.engines.transcriber import GuardConfig, Transcriber, WindowConfig

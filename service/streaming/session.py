@@ -180,7 +180,7 @@ class TranscriptionSession:
             if item is None and timeout > 0:
                 try:
                     item = await asyncio.wait_for(self._finals.get(), timeout=timeout)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     item = None
             if item is not None:
                 await self._final(item)

@@ -29,7 +29,7 @@ class VadConfig:
     floor_rise_db_per_s: float = 3.0
 
     @classmethod
-    def from_openai(cls, threshold: float = 0.5, silence_duration_ms: int = 500) -> "VadConfig":
+    def from_openai(cls, threshold: float = 0.5, silence_duration_ms: int = 500) -> VadConfig:
         """Map OpenAI's 0..1 ``threshold`` onto 4..20 dB above the floor (0.5 → 12 dB)."""
         threshold = min(max(threshold, 0.0), 1.0)
         return cls(threshold_db=4.0 + 16.0 * threshold, silence_ms=int(silence_duration_ms))

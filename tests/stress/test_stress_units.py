@@ -15,8 +15,8 @@ from fastapi.testclient import TestClient
 from service.api.app import create_app
 from service.api.state import ServiceState
 from service.config import Settings
-from service.engines.embedded import EmbeddedEngine
 from service.engines.base import Engine, ModelInfo, TranscriptionOptions, TranscriptionResult
+from service.engines.embedded import EmbeddedEngine
 from service.errors import InvalidRequest
 from service.metrics import Metrics
 from service.stress.jobs import StressJobs
