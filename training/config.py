@@ -123,6 +123,10 @@ class SFTConfig(_Strict):
     seed: int = 0
     threads: int = 2
     device: Device = "cpu"
+    #: Train the start-of-transcript position: <|nospeech|> on non-speech clips, the next prompt token on
+    #: speech (``training.whisper.TargetTokens``). Off in rounds 1-6, whose adapters read a no-speech
+    #: probability < 0.01 everywhere; on from round 7.
+    no_speech_head: bool = False
 
 
 class RLConfig(_Strict):

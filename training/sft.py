@@ -253,7 +253,7 @@ def train_sft(cfg: SFTConfig, data_dir: str | Path, clean_fraction: float = 0.1,
     model, processor, base_dir = load_model(cfg.base_model, device)
     n_frozen = model.config.encoder_layers - cfg.upper_encoder_blocks
     features = FeatureMaker(processor, model.config)
-    pieces = Pieces(processor, TargetTokens.from_processor(processor, model.config), features,
+    pieces = Pieces(processor, TargetTokens.from_processor(processor, model.config, cfg.no_speech_head), features,
                     LowerStateCache(model, n_frozen, features, read_audio), n_frozen)
     decoder = Decoder(base_dir, threads=cfg.threads, device=device) if cfg.eval_every and world.main else None
     if decoder is not None:  # before any phase: ``model`` is still the unadapted base

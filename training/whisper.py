@@ -45,22 +45,36 @@ def load_model(name_or_path: str, device: str | torch.device = "cpu"
 
 @dataclass
 class TargetTokens:
-    """Special-token ids needed to build targets and rollout prompts."""
+    """Special-token ids needed to build targets and rollout prompts.
+
+    ``no_speech`` set (``[sft].no_speech_head``) also trains the start-of-transcript position with its
+    meaning in Whisper's own training: ``<|nospeech|>`` on a clip with nothing to say, else the token
+    that follows it on speech (the language on a multilingual model, ``<|0.00|>`` on an English-only
+    one). Left untrained, it drifts under the adapter until the served decode's no-speech
+    probability reads ~0 on everything (docs/training.md, round 7) and the no-speech gate is dead.
+    """
 
     prefix: list[int]  # <|startoftranscript|> [<|en|><|transcribe|>]
     eot: int
     timestamp_begin: int
     no_timestamps: int
+    no_speech: int | None = None
 
     @classmethod
-    def from_processor(cls, processor: WhisperProcessor, model_config) -> TargetTokens:
+    def from_processor(cls, processor: WhisperProcessor, model_config, no_speech_head: bool = False) -> TargetTokens:
         tok = processor.tokenizer
         sot = tok.convert_tokens_to_ids("<|startoftranscript|>")
         prefix = [sot]
         if getattr(model_config, "vocab_size", 51864) >= 51865:  # multilingual vocabulary
             prefix += [tok.convert_tokens_to_ids("<|en|>"), tok.convert_tokens_to_ids("<|transcribe|>")]
         no_ts = tok.convert_tokens_to_ids("<|notimestamps|>")
-        return cls(prefix, tok.convert_tokens_to_ids("<|endoftext|>"), no_ts + 1, no_ts)
+        no_speech = None
+        if no_speech_head:
+            names = [n for n in ("<|nospeech|>", "<|nocaptions|>") if n in tok.get_vocab()]
+            if not names:
+                raise ValueError("this tokenizer has no <|nospeech|> (or <|nocaptions|>) token to train")
+            no_speech = tok.convert_tokens_to_ids(names[0])
+        return cls(prefix, tok.convert_tokens_to_ids("<|endoftext|>"), no_ts + 1, no_ts, no_speech)
 
     def timestamp(self, seconds: float, max_seconds: float = 30.0) -> int:
         return self.timestamp_begin + int(round(min(max(seconds, 0.0), max_seconds) / TIME_PRECISION))
@@ -105,15 +119,20 @@ class Batch:
 
 def decoder_targets(texts: list[str], ends: list[float], processor: WhisperProcessor,
                     tokens: TargetTokens) -> tuple[torch.Tensor, torch.Tensor]:
-    """Teacher-forcing inputs and labels: loss on everything after the task prefix (timestamps, text, EOT)."""
+    """Teacher-forcing inputs and labels: loss on everything after the task prefix (timestamps, text, EOT).
+
+    With ``tokens.no_speech`` the start-of-transcript position is labelled too (see :class:`TargetTokens`).
+    """
     seqs = [target_ids(processor, tokens, t, e) for t, e in zip(texts, ends)]
     width = max(len(s) for s in seqs) - 1
     inputs = torch.full((len(seqs), width), tokens.eot, dtype=torch.long)
     labels = torch.full((len(seqs), width), IGNORE_INDEX, dtype=torch.long)
     n_prefix = len(tokens.prefix)
-    for i, seq in enumerate(seqs):
+    for i, (seq, text) in enumerate(zip(seqs, texts)):
         inputs[i, : len(seq) - 1] = torch.tensor(seq[:-1])
         labels[i, n_prefix - 1: len(seq) - 1] = torch.tensor(seq[n_prefix:])
+        if tokens.no_speech is not None:
+            labels[i, 0] = tokens.no_speech if not text.strip() else seq[1]
     return inputs, labels
 
 

@@ -94,3 +94,31 @@ def test_three_phases_merge_and_the_combined_adapter_equals_the_merged_model(set
         got = served(input_features=features, decoder_input_ids=ids).logits
     torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
     shutil.rmtree(tmp_path / "run")
+
+
+@pytest.mark.parametrize("name", ["whisper-tiny.en", "whisper-base"])
+def test_no_speech_head_labels_the_start_of_transcript(name):
+    """[sft].no_speech_head: <|nospeech|> after <|startoftranscript|> on silence, the prompt's next token on speech."""
+    from transformers import GenerationConfig, WhisperConfig, WhisperProcessor
+
+    from service.engines.vocabulary import load_vocabulary
+    from tests.conftest import model_dir
+    from training.whisper import IGNORE_INDEX, decoder_targets
+
+    processor = WhisperProcessor.from_pretrained(model_dir(name))
+    config = WhisperConfig.from_pretrained(model_dir(name))
+    tok = processor.tokenizer
+    plain = TargetTokens.from_processor(processor, config)
+    trained = TargetTokens.from_processor(processor, config, no_speech_head=True)
+    named = "<|nospeech|>" if "<|nospeech|>" in tok.get_vocab() else "<|nocaptions|>"  # tiny.en: the older name
+    assert plain.no_speech is None and trained.no_speech == tok.convert_tokens_to_ids(named)
+    assert trained.no_speech == load_vocabulary(tok, GenerationConfig.from_pretrained(model_dir(name)),
+                                                config.vocab_size).no_speech  # the id the served gate reads
+    texts, ends = ["Please hold.", ""], [1.0, 0.0]
+    inputs, before = decoder_targets(texts, ends, processor, plain)
+    same_inputs, after = decoder_targets(texts, ends, processor, trained)
+    assert torch.equal(inputs, same_inputs) and torch.equal(before[:, 1:], after[:, 1:])  # only position 0 changes
+    after_sot = trained.prefix[1] if len(trained.prefix) > 1 else trained.timestamp_begin  # <|en|> or <|0.00|>
+    assert after[0, 0] == after_sot and after[1, 0] == trained.no_speech
+    multilingual = len(trained.prefix) > 1
+    assert before[0, 0] == (IGNORE_INDEX if multilingual else trained.timestamp_begin)
