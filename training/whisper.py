@@ -50,8 +50,9 @@ class TargetTokens:
     ``no_speech`` set (``[sft].no_speech_head``) also trains the start-of-transcript position with its
     meaning in Whisper's own training: ``<|nospeech|>`` on a clip with nothing to say, else the token
     that follows it on speech (the language on a multilingual model, ``<|0.00|>`` on an English-only
-    one). Left untrained, it drifts under the adapter until the served decode's no-speech
-    probability reads ~0 on everything (docs/training.md, round 7) and the no-speech gate is dead.
+    one). Without it an English-only model's first label is ``<|0.00|>`` on every row, non-speech
+    included, and a multilingual model's position is not labelled at all: either way the adapter's
+    no-speech probability ends ~0 on everything (docs/training.md, round 7) and the gate is dead.
     """
 
     prefix: list[int]  # <|startoftranscript|> [<|en|><|transcribe|>]
