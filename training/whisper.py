@@ -51,8 +51,8 @@ class TargetTokens:
     meaning in Whisper's own training: ``<|nospeech|>`` on a clip with nothing to say, else the token
     that follows it on speech (the language on a multilingual model, ``<|0.00|>`` on an English-only
     one). Without it an English-only model's first label is ``<|0.00|>`` on every row, non-speech
-    included, and a multilingual model's position is not labelled at all: either way the adapter's
-    no-speech probability ends ~0 on everything (docs/training.md, round 7) and the gate is dead.
+    included, which drove tiny.en's adapter to a no-speech probability ~0 on everything and killed the
+    gate (docs/training.md, round 7); a multilingual model's position is left unlabelled.
     """
 
     prefix: list[int]  # <|startoftranscript|> [<|en|><|transcribe|>]
