@@ -44,7 +44,7 @@ def build_app(model_dir: str, threads: int, compute_type: str, workers: int = 1)
         return {"status": "ready"}
 
     @app.post("/v1/audio/transcriptions")
-    def transcriptions(file: UploadFile = File(...), language: str | None = Form(None),  # noqa: B008
+    def transcriptions(file: UploadFile = File(...), language: str | None = Form(None),
                        model_name: str | None = Form(None, alias="model")) -> dict:
         audio, sr = sf.read(io.BytesIO(file.file.read()), dtype="float32", always_2d=True)
         audio = audio.mean(axis=1)

@@ -315,7 +315,7 @@ def build_datasets(cfg: DataConfig, base_model: str, threads: int = 2) -> dict[s
         # encoder pass per clip (a full 30-s window) is the cost of this whole step.
         scored = [r for r in rows[split] if r["scenario"] != CLEAN]
         record_base_wer(scored, decoder)
-    n_nonspeech = int(round(cfg.nonspeech_fraction * sum(r["scenario"] != CLEAN for r in rows["train"])))
+    n_nonspeech = round(cfg.nonspeech_fraction * sum(r["scenario"] != CLEAN for r in rows["train"]))
     rows["train"] += nonspeech_rows(n_nonspeech, "train", np.random.default_rng([cfg.seed, 0]), out_dir,
                                     cfg.sonic_pi_dir)
     rows = {split: merged_rows(cfg, split, own) if cfg.merge_from else own for split, own in rows.items()}

@@ -34,6 +34,7 @@ from training.data import CLEAN, learnable, read_manifest
 from training.device import resolve_device
 from training.encoder_cache import LowerStateCache, decoder_logits, upper_states
 from training.lora import add_lora, merge
+from training.metrics_log import append_record
 from training.reward import RewardConfig, group_advantages, group_rewards, zero_variance_group
 from training.sources import read_audio
 from training.whisper import Decoder, FeatureMaker, load_model, save_full_checkpoint, unwrap
@@ -224,7 +225,7 @@ def collect_groups(policy, rules, cache: LowerStateCache, n_frozen: int, pool: l
 
 
 def cosine_with_warmup(total: int, warmup_fraction: float):
-    warm = max(1, int(round(warmup_fraction * total)))
+    warm = max(1, round(warmup_fraction * total))
 
     def factor(step: int) -> float:
         if step < warm:
@@ -257,14 +258,15 @@ def train_rl(cfg: RLConfig, data_dir: str | Path) -> Path:
     reward_cfg = RewardConfig(tau=cfg.reward_tau)
     rng = np.random.default_rng(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)
-    metrics = open(out_dir / "metrics.jsonl", "w")
+    metrics_path = out_dir / "metrics.jsonl"
+    metrics_path.unlink(missing_ok=True)  # RL does not resume: a rerun starts a fresh log
 
     def validate() -> dict[str, float]:
         hyps = decoder.use_model(policy)([read_audio(r["audio"]) for r in val_rows])
         return {"val_wer": corpus_score((r["text"], h) for r, h in zip(val_rows, hyps)).wer}
 
     start_eval = validate()
-    metrics.write(json.dumps({"step": 0, **start_eval}) + "\n")
+    append_record(metrics_path, {"step": 0, **start_eval})
     for step in tqdm(range(cfg.steps), desc="DG-WGPO", unit="step"):
         started = time.monotonic()
         groups, counts = collect_groups(policy, rules, cache, n_frozen, pool, rng, cfg, reward_cfg,
@@ -280,10 +282,8 @@ def train_rl(cfg: RLConfig, data_dir: str | Path) -> Path:
         record["seconds"] = time.monotonic() - started
         if cfg.eval_every and (step + 1) % cfg.eval_every == 0:
             record.update(validate())
-        metrics.write(json.dumps(record) + "\n")
-        metrics.flush()
+        append_record(metrics_path, record)
         log.info("RL step %d: %s", step + 1, record)
-    metrics.close()
     policy.save_pretrained(out_dir / "adapter")
     final = save_full_checkpoint(merge(policy), init_dir, out_dir / "final")
     previous = json.loads((Path(init_dir) / "megaasr_training.json").read_text()) \

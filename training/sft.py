@@ -31,6 +31,7 @@ from training.data import CLEAN, learnable, read_manifest, wer_subset
 from training.device import resolve_device
 from training.encoder_cache import LowerStateCache, decoder_logits, upper_states
 from training.lora import add_lora, encoder_block_ids, merge, param_groups
+from training.metrics_log import append_record, read_records
 from training.sources import read_audio
 from training.whisper import (
     IGNORE_INDEX,
@@ -56,7 +57,7 @@ def sft_pool(rows: list[dict[str, Any]], clean_fraction: float, max_wer: float, 
     degraded = [r for r in rows if r["scenario"] != CLEAN]
     clean = [r for r in rows if r["scenario"] == CLEAN]
     rng = np.random.default_rng(seed)
-    n_clean = int(round(clean_fraction * len(degraded)))
+    n_clean = round(clean_fraction * len(degraded))
     picked = [clean[i] for i in sorted(rng.choice(len(clean), min(n_clean, len(clean)), replace=False))] if clean else []
     return wer_subset(degraded, max_wer) + wer_subset(picked, max_wer)
 
@@ -108,7 +109,7 @@ def step_loss_sum(model: torch.nn.Module, rows: list[dict[str, Any]], pieces: Pi
 
 def lr_lambda(total: int, warmup_fraction: float):
     """Linear warmup then linear decay to zero, as a LambdaLR multiplier."""
-    warm = max(1, int(round(warmup_fraction * total)))
+    warm = max(1, round(warmup_fraction * total))
 
     def factor(step: int) -> float:
         if step < warm:
@@ -184,7 +185,7 @@ def train_phase(model: torch.nn.Module, index: int, phase: PhaseConfig, cfg: SFT
         start = load_checkpoint(latest, peft_model, optimizer, scheduler)["step"]
         log.info("resumed phase %d at step %d from %s", index, start, latest)
     pools = [sft_pool(train_rows, clean_fraction, wer, cfg.seed) for wer in phase.curriculum]
-    metrics = open(out_dir / "metrics.jsonl", "a") if world.main else None
+    metrics_path = out_dir / "metrics.jsonl" if world.main else None
     peft_model.train()
     stop = total if max_steps is None else min(total, max_steps)
     bar = tqdm(range(start, stop), desc=f"SFT {phase.name}", unit="step", initial=start, total=total,
@@ -217,17 +218,14 @@ def train_phase(model: torch.nn.Module, index: int, phase: PhaseConfig, cfg: SFT
         if world.main and cfg.eval_every and ((step + 1) % cfg.eval_every == 0 or step + 1 == total):
             record.update(evaluate(peft_model, val_rows, pieces, decoder, cfg.batch_size))
             log.info("phase %d step %d: %s", index, step + 1, {k: v for k, v in record.items() if "val" in k})
-        if metrics is not None:
-            metrics.write(json.dumps(record) + "\n")
-            metrics.flush()
+        if metrics_path is not None:
+            append_record(metrics_path, record)
         if cfg.save_every and ((step + 1) % cfg.save_every == 0 or step + 1 == stop):
             if world.main:
                 save_checkpoint(ckpt_root / f"{prefix}-step{step + 1}", peft_model, optimizer, scheduler,
                                 {"phase": index, "step": step + 1, "world_size": world.size,
                                  "config": cfg.model_dump()})
             distributed.barrier(world)
-    if metrics is not None:
-        metrics.close()
     return peft_model
 
 
@@ -299,7 +297,7 @@ def plot_curves(metrics_path: Path, out_png: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    raw = [json.loads(x) for x in open(metrics_path) if x.strip()] if metrics_path.exists() else []
+    raw = read_records(metrics_path)
     # A resumed run re-logs the steps after its checkpoint: keep the last record of each step.
     records = sorted({(r["phase"], r["step"]): r for r in raw}.values(), key=lambda r: (r["phase"], r["step"]))
     if not records:

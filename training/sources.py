@@ -98,7 +98,7 @@ class ReservedGuard:
             return f"{utt.id}: recording {utt.audio_path} is reserved for evaluation"
         shared = sentence_keys(utt.text) & self.sentences
         if shared:
-            return f"{utt.id}: shares the reserved sentence {sorted(shared)[0]!r}"
+            return f"{utt.id}: shares the reserved sentence {min(shared)!r}"
         return None
 
 

@@ -78,7 +78,7 @@ class TargetTokens:
         return cls(prefix, tok.convert_tokens_to_ids("<|endoftext|>"), no_ts + 1, no_ts, no_speech)
 
     def timestamp(self, seconds: float, max_seconds: float = 30.0) -> int:
-        return self.timestamp_begin + int(round(min(max(seconds, 0.0), max_seconds) / TIME_PRECISION))
+        return self.timestamp_begin + round(min(max(seconds, 0.0), max_seconds) / TIME_PRECISION)
 
     def rollout_prompt(self) -> list[int]:
         """Decoder prompt for sampling: the prefix and a first ``<|0.00|>``."""

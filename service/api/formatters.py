@@ -8,7 +8,7 @@ from service.engines.vocabulary import LANGUAGE_NAMES
 
 
 def _timestamp(seconds: float, decimal: str) -> str:
-    millis = int(round(max(seconds, 0.0) * 1000))
+    millis = round(max(seconds, 0.0) * 1000)
     hours, millis = divmod(millis, 3_600_000)
     minutes, millis = divmod(millis, 60_000)
     secs, millis = divmod(millis, 1000)

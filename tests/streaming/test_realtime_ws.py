@@ -192,7 +192,7 @@ def _active_sessions(http_url: str) -> float:
 def test_stalled_reader_is_dropped_and_memory_stays_bounded(rt_server) -> None:
     """A raw client that floods requests and never reads a byte: the server stops reading from it
     (bounded queues, TCP back-pressure), its memory stays flat, and the session is freed on disconnect."""
-    ws_url, http_url = rt_server
+    _ws_url, http_url = rt_server
     port = int(http_url.rsplit(":", 1)[1])
     before = _rss_mb()
     sock = socket.socket()

@@ -25,7 +25,7 @@ from training.whisper import FeatureMaker, TargetTokens, load_model
 def main(model_path: str, train_jsonl: str, out: str) -> None:
     world = distributed.init("gloo")
     torch.set_num_threads(1)
-    rows = [json.loads(x) for x in open(train_jsonl) if x.strip()]
+    rows = [json.loads(x) for x in Path(train_jsonl).read_text().splitlines() if x.strip()]
     phase = PhaseConfig(name="joint", scope="joint", steps_per_stage=4, lr_encoder=3e-3, lr_decoder=3e-3,
                         warmup_fraction=0.2)
     cfg = SFTConfig(base_model=model_path, out_dir=out, upper_encoder_blocks=1, phases=[phase], batch_size=4,

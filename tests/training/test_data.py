@@ -28,7 +28,7 @@ def guard() -> ReservedGuard:
 
 def test_reserved_recordings_and_their_sentences_are_refused(guard):
     transcripts = read_asterisk_transcripts(CFG.asterisk_transcripts)
-    name = sorted(read_reserved_names(CFG.reserved_prompts))[0]
+    name = min(read_reserved_names(CFG.reserved_prompts))
     text = transcripts[name]
     recording = CleanUtterance("a", text, "allison", "asterisk", f"/x/{name}.wav", name)
     tts = CleanUtterance("b", text.upper(), "flite-slt", "tts", None, None)  # same words, other casing
