@@ -31,7 +31,7 @@ from training.data import CLEAN, learnable, read_manifest, wer_subset
 from training.device import resolve_device
 from training.encoder_cache import LowerStateCache, decoder_logits, upper_states
 from training.lora import add_lora, encoder_block_ids, merge, param_groups
-from training.metrics_log import append_record, read_records
+from training.metrics_log import append_record
 from training.sources import read_audio
 from training.whisper import (
     IGNORE_INDEX,
@@ -297,7 +297,7 @@ def plot_curves(metrics_path: Path, out_png: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    raw = read_records(metrics_path)
+    raw = read_manifest(metrics_path) if metrics_path.exists() else []
     # A resumed run re-logs the steps after its checkpoint: keep the last record of each step.
     records = sorted({(r["phase"], r["step"]): r for r in raw}.values(), key=lambda r: (r["phase"], r["step"]))
     if not records:

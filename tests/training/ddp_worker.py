@@ -8,7 +8,6 @@ Usage: python ddp_worker.py MODEL_DIR TRAIN_JSONL OUT_DIR
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import torch
 
 from training import distributed
 from training.config import PhaseConfig, SFTConfig
+from training.data import read_manifest
 from training.encoder_cache import LowerStateCache
 from training.sft import Pieces, train_phase
 from training.sources import read_audio
@@ -25,7 +25,7 @@ from training.whisper import FeatureMaker, TargetTokens, load_model
 def main(model_path: str, train_jsonl: str, out: str) -> None:
     world = distributed.init("gloo")
     torch.set_num_threads(1)
-    rows = [json.loads(x) for x in Path(train_jsonl).read_text().splitlines() if x.strip()]
+    rows = read_manifest(train_jsonl)
     phase = PhaseConfig(name="joint", scope="joint", steps_per_stage=4, lr_encoder=3e-3, lr_decoder=3e-3,
                         warmup_fraction=0.2)
     cfg = SFTConfig(base_model=model_path, out_dir=out, upper_encoder_blocks=1, phases=[phase], batch_size=4,

@@ -18,7 +18,7 @@ import torch
 
 from tests.conftest import model_dir
 from tests.training.helpers import spoken_rows, tiny_whisper, write_jsonl
-from training.metrics_log import read_records
+from training.data import read_manifest
 
 pytestmark = pytest.mark.slow
 
@@ -74,7 +74,7 @@ def test_ddp_resume_is_exact(runs):
 
 
 def test_only_rank0_logs_and_the_loss_falls(runs):
-    records = read_records(runs / "ddp" / "straight" / "metrics.jsonl")
+    records = read_manifest(runs / "ddp" / "straight" / "metrics.jsonl")
     assert [r["step"] for r in records] == [1, 2, 3, 4]  # one writer: no duplicate lines
     assert records[-1]["loss"] < records[0]["loss"], [r["loss"] for r in records]
     assert sorted(p.name for p in (runs / "ddp" / "straight" / "checkpoints").iterdir()) == \
@@ -82,8 +82,8 @@ def test_only_rank0_logs_and_the_loss_falls(runs):
 
 
 def test_two_processes_equal_one_with_the_same_global_batch(runs):
-    ddp = [r["loss"] for r in read_records(runs / "ddp" / "nodrop" / "metrics.jsonl")]
-    single = [r["loss"] for r in read_records(runs / "single" / "nodrop" / "metrics.jsonl")]
+    ddp = [r["loss"] for r in read_manifest(runs / "ddp" / "nodrop" / "metrics.jsonl")]
+    single = [r["loss"] for r in read_manifest(runs / "single" / "nodrop" / "metrics.jsonl")]
     assert ddp == pytest.approx(single, rel=1e-5), (ddp, single)
     assert ddp[-1] < ddp[0]
     a, b = _load(runs / "ddp" / "rank0.pt")["nodrop"], _load(runs / "single" / "rank0.pt")["nodrop"]
