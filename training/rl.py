@@ -184,7 +184,7 @@ def policy_update(policy, groups: list[Group], hidden: torch.Tensor, n_frozen: i
         stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm))
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        stats["loss"] = float(loss)
+        stats["loss"] = float(loss.detach())
     return stats
 
 

@@ -318,7 +318,10 @@ def plot_curves(metrics_path: Path, out_png: Path) -> Path | None:
     ax_loss.set(xlabel="step", ylabel="train loss", title="A2S-SFT loss")
     ax_wer.set(xlabel="step", ylabel="WER", title="validation WER (degraded)")
     ax_loss.legend()
-    ax_wer.legend()
+    if ax_wer.get_legend_handles_labels()[0]:
+        ax_wer.legend()
+    else:  # a run stopped before its first evaluation
+        ax_wer.text(0.5, 0.5, "no evaluation yet", ha="center", va="center", transform=ax_wer.transAxes)
     fig.tight_layout()
     fig.savefig(out_png, dpi=110)
     plt.close(fig)

@@ -29,16 +29,19 @@ def test_window_frames_rule() -> None:
     assert all(on.frames(n) % 2 == 0 for n in range(1, N_FRAMES))  # the encoder halves the frames
 
 
+@pytest.fixture(scope="module")
+def fp32(tiny_en_dir: Path):
+    """The fp32 tiny.en transcriber without padding trim: the reference the options are held to."""
+    return load_transcriber(tiny_en_dir, Settings(threads=2, trim_padding=False))
+
+
+@pytest.fixture(scope="module")
+def audios(librivox):
+    return [read16k(p) for p, _ in librivox]
+
+
 @pytest.mark.slow
 class TestWithTinyEn:
-    @pytest.fixture(scope="class")
-    def fp32(self, tiny_en_dir: Path):
-        return load_transcriber(tiny_en_dir, Settings(threads=2, trim_padding=False))
-
-    @pytest.fixture(scope="class")
-    def audios(self, librivox):
-        return [read16k(p) for p, _ in librivox]
-
     def _texts(self, transcriber, audios) -> list[str]:
         return [r.text for r in transcriber.transcribe(audios, [TranscriptionOptions(language="en")] * len(audios))]
 

