@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "tiny-en.toml"
@@ -127,6 +127,20 @@ class SFTConfig(_Strict):
     #: speech (``training.whisper.TargetTokens``). Off in rounds 1-6, whose adapters read a no-speech
     #: probability < 0.01 everywhere; on from round 7.
     no_speech_head: bool = False
+    #: Effect -> how many times each degraded clip with that effect appears in the SFT pools (1 = as drawn).
+    #: Round 9 weights ``crosstalk`` (the recording coloration that holds over half the degraded words
+    #: and where the adapters recover least); empty (no reweighting) in rounds 1-8.
+    effect_oversampling: dict[str, Annotated[int, Field(ge=1)]] = {}
+
+    @field_validator("effect_oversampling")
+    @classmethod
+    def _known_effects(cls, value: dict[str, int]) -> dict[str, int]:
+        from simulation.effects import ALIASES
+
+        unknown = sorted(set(value) - set(ALIASES))
+        if unknown:
+            raise ValueError(f"unknown effect(s) {unknown}; known: {sorted(ALIASES)}")
+        return {ALIASES[name]: factor for name, factor in value.items()}
 
 
 class RLConfig(_Strict):

@@ -47,10 +47,13 @@ log = logging.getLogger(__name__)
 
 
 # -- data --------------------------------------------------------------------------------------
-def sft_pool(rows: list[dict[str, Any]], clean_fraction: float, max_wer: float, seed: int) -> list[dict[str, Any]]:
+def sft_pool(rows: list[dict[str, Any]], clean_fraction: float, max_wer: float, seed: int,
+             effect_oversampling: dict[str, int] | None = None) -> list[dict[str, Any]]:
     """Degraded clips under ``max_wer`` base WER, plus a seeded share of clean clips.
 
     ``max_wer`` >= 1.0 means the whole (learnability-filtered) split, omissions (WER exactly 1.0) included.
+    ``effect_oversampling`` repeats each degraded clip with a listed effect that many times (the largest
+    factor among its effects); the clean share is sized on the clips as drawn, before repetition.
     """
     if max_wer >= 1.0:
         max_wer = float("inf")
@@ -59,7 +62,10 @@ def sft_pool(rows: list[dict[str, Any]], clean_fraction: float, max_wer: float, 
     rng = np.random.default_rng(seed)
     n_clean = round(clean_fraction * len(degraded))
     picked = [clean[i] for i in sorted(rng.choice(len(clean), min(n_clean, len(clean)), replace=False))] if clean else []
-    return wer_subset(degraded, max_wer) + wer_subset(picked, max_wer)
+    weights = effect_oversampling or {}
+    kept = wer_subset(degraded, max_wer)
+    repeated = [r for r in kept for _ in range(max((weights.get(e, 1) for e in r["effects"]), default=1))]
+    return repeated + wer_subset(picked, max_wer)
 
 
 def batch_rows(pool: list[dict[str, Any]], batch_size: int, seed: int, phase: int, stage: int,
@@ -184,7 +190,7 @@ def train_phase(model: torch.nn.Module, index: int, phase: PhaseConfig, cfg: SFT
     if latest is not None:
         start = load_checkpoint(latest, peft_model, optimizer, scheduler)["step"]
         log.info("resumed phase %d at step %d from %s", index, start, latest)
-    pools = [sft_pool(train_rows, clean_fraction, wer, cfg.seed) for wer in phase.curriculum]
+    pools = [sft_pool(train_rows, clean_fraction, wer, cfg.seed, cfg.effect_oversampling) for wer in phase.curriculum]
     metrics_path = out_dir / "metrics.jsonl" if world.main else None
     peft_model.train()
     stop = total if max_steps is None else min(total, max_steps)
