@@ -62,10 +62,19 @@ def sft_pool(rows: list[dict[str, Any]], clean_fraction: float, max_wer: float, 
     rng = np.random.default_rng(seed)
     n_clean = round(clean_fraction * len(degraded))
     picked = [clean[i] for i in sorted(rng.choice(len(clean), min(n_clean, len(clean)), replace=False))] if clean else []
-    weights = effect_oversampling or {}
     kept = wer_subset(degraded, max_wer)
-    repeated = [r for r in kept for _ in range(max((weights.get(e, 1) for e in r["effects"]), default=1))]
-    return repeated + wer_subset(picked, max_wer)
+    if effect_oversampling:
+        kept = [r for r in kept for _ in range(max((effect_oversampling.get(e, 1) for e in clip_effects(r)), default=1))]
+    return kept + wer_subset(picked, max_wer)
+
+
+def clip_effects(row: dict[str, Any]) -> tuple[str, ...]:
+    """A degraded row's atomic effects: its ``effects`` field, else parsed from its scenario name."""
+    if row.get("effects") is not None:
+        return tuple(row["effects"])
+    from simulation.scenarios import get_scenario
+
+    return get_scenario(row["scenario"]).effects
 
 
 def batch_rows(pool: list[dict[str, Any]], batch_size: int, seed: int, phase: int, stage: int,

@@ -46,6 +46,13 @@ def test_the_largest_factor_among_a_clips_effects_wins() -> None:
     assert [r["id"] for r in pool].count("c2") == 2
 
 
+def test_rows_without_an_effects_field_work_with_and_without_oversampling() -> None:
+    bare = [{k: v for k, v in r.items() if k != "effects"} for r in ROWS]  # older manifests, test fixtures
+    assert ids(sft_pool(bare, 0.0, 1.0, 0)) == ["c0", "c1", "c2", "c3"]
+    weighted = sft_pool(bare, 0.0, 1.0, 0, effect_oversampling={"crosstalk": 2})
+    assert ids(weighted) == ["c0", "c0", "c1", "c1", "c2", "c3"]  # effects parsed from the scenario name
+
+
 def _sft(**kwargs) -> SFTConfig:
     return SFTConfig(phases=[PhaseConfig(name="joint", scope="joint")], **kwargs)
 
