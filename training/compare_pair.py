@@ -24,7 +24,9 @@ from typing import Any
 import numpy as np
 
 from service.scoring import score
+from simulation.effects import canonical_effect
 from training.compare import align, pick_system, read_clips
+from training.data import clip_effects
 from training.eval import speech_groups
 
 
@@ -52,13 +54,6 @@ class Difference:
     b_gain: float
 
 
-def scenario_effects(clip: dict[str, Any]) -> tuple[str, ...]:
-    """The clip's atomic effects (eval rows name the scenario; the simulator knows its effects)."""
-    from simulation.scenarios import get_scenario
-
-    return get_scenario(clip["scenario"]).effects
-
-
 def paired_clips(draw: str, a_run: list[dict[str, Any]], b_run: list[dict[str, Any]],
                  system: str | None = None) -> list[PairedClip]:
     """The degraded speech clips of one draw, scored for the base model and both variants."""
@@ -69,7 +64,7 @@ def paired_clips(draw: str, a_run: list[dict[str, Any]], b_run: list[dict[str, A
         base, a, b = (score(clip["text"], clip[key]) for key in ("base_hyp", f"{a_sys}_hyp", "candidate_hyp"))
         if base.reference_words == 0:
             continue
-        out.append(PairedClip(draw, clip["n_effects"], scenario_effects(clip), base.word_edits, a.word_edits,
+        out.append(PairedClip(draw, clip["n_effects"], clip_effects(clip), base.word_edits, a.word_edits,
                               b.word_edits, base.reference_words))
     return out
 
@@ -126,12 +121,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split-effect", action="append", default=[], help="also report with/without this effect")
     parser.add_argument("--out", default=None, help="folder for pair.md and pair.json")
     args = parser.parse_args(argv)
-    from simulation.effects import ALIASES
-
-    unknown = [e for e in args.split_effect if e not in ALIASES]
-    if unknown:
-        parser.error(f"unknown effect(s) {unknown}; known: {sorted(ALIASES)}")
-    splits = [ALIASES[e] for e in args.split_effect]
+    try:
+        splits = [canonical_effect(e) for e in args.split_effect]
+    except ValueError as exc:
+        parser.error(str(exc))
     clips = [c for a_dir, b_dir in args.draw
              for c in paired_clips(Path(a_dir).name, read_clips(a_dir), read_clips(b_dir), args.system)]
     results = grouped(clips, splits)

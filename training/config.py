@@ -135,12 +135,9 @@ class SFTConfig(_Strict):
     @field_validator("effect_oversampling")
     @classmethod
     def _known_effects(cls, value: dict[str, int]) -> dict[str, int]:
-        from simulation.effects import ALIASES
+        from simulation.effects import canonical_effect
 
-        unknown = sorted(set(value) - set(ALIASES))
-        if unknown:
-            raise ValueError(f"unknown effect(s) {unknown}; known: {sorted(ALIASES)}")
-        return {ALIASES[name]: factor for name, factor in value.items()}
+        return {canonical_effect(name): factor for name, factor in value.items()}
 
 
 class RLConfig(_Strict):

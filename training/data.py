@@ -253,6 +253,16 @@ def record_base_wer(rows: list[dict[str, Any]], transcribe, batch_size: int = 32
             row["base_wer"] = round(score(row["text"], hyp).wer, 4)
 
 
+def clip_effects(row: dict[str, Any]) -> tuple[str, ...]:
+    """A degraded clip's atomic effects: its ``effects`` field, else parsed from its scenario name.
+
+    Training manifests carry the field; eval ``clips.jsonl`` rows and older manifests name only the scenario.
+    """
+    if row.get("effects") is not None:
+        return tuple(row["effects"])
+    return get_scenario(row["scenario"]).effects
+
+
 def wer_subset(rows: list[dict[str, Any]], max_wer: float) -> list[dict[str, Any]]:
     """Rows whose base WER is below ``max_wer`` (a WER-graded subset; unscored clean rows pass)."""
     return [r for r in rows if r.get("base_wer", 0.0) < max_wer]

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from training import distributed
 from training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from training.config import PhaseConfig, SFTConfig
-from training.data import CLEAN, learnable, read_manifest, wer_subset
+from training.data import CLEAN, clip_effects, learnable, read_manifest, wer_subset
 from training.device import resolve_device
 from training.encoder_cache import LowerStateCache, decoder_logits, upper_states
 from training.lora import add_lora, encoder_block_ids, merge, param_groups
@@ -66,15 +66,6 @@ def sft_pool(rows: list[dict[str, Any]], clean_fraction: float, max_wer: float, 
     if effect_oversampling:
         kept = [r for r in kept for _ in range(max((effect_oversampling.get(e, 1) for e in clip_effects(r)), default=1))]
     return kept + wer_subset(picked, max_wer)
-
-
-def clip_effects(row: dict[str, Any]) -> tuple[str, ...]:
-    """A degraded row's atomic effects: its ``effects`` field, else parsed from its scenario name."""
-    if row.get("effects") is not None:
-        return tuple(row["effects"])
-    from simulation.scenarios import get_scenario
-
-    return get_scenario(row["scenario"]).effects
 
 
 def batch_rows(pool: list[dict[str, Any]], batch_size: int, seed: int, phase: int, stage: int,

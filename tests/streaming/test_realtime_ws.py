@@ -104,8 +104,9 @@ def test_streaming_matches_file_quality_with_steady_partials(rt_server, librivox
         mine = [e for _, e in events if e.get("item_id") == item_id]
         deltas = [e["delta"] for e in mine if e["type"].endswith("transcription.delta")]
         final = next(e["transcript"] for e in mine if e["type"].endswith("transcription.completed"))
-        if len(clip) / 2 / RATE >= 3.0:
-            assert deltas, f"no live partial for a {len(clip) / 2 / RATE:.1f} s utterance ({final!r})"
+        seconds = len(clip) / 2 / RATE
+        if seconds >= 3.0:
+            assert deltas, f"no live partial for a {seconds:.1f} s utterance ({final!r})"
 
 
 def test_protocol_errors_keep_the_session_open(rt_server) -> None:

@@ -59,7 +59,7 @@ def _sft(**kwargs) -> SFTConfig:
 
 def test_effect_names_are_checked_and_public_names_map_to_internal_ones() -> None:
     assert _sft(effect_oversampling={"recording": 2}).effect_oversampling == {"crosstalk": 2}
-    with pytest.raises(ValidationError, match="unknown effect"):
+    with pytest.raises(ValidationError, match="unknown atomic effect 'babble'"):
         _sft(effect_oversampling={"babble": 2})
     with pytest.raises(ValidationError):
         _sft(effect_oversampling={"crosstalk": 0})
