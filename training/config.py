@@ -131,6 +131,11 @@ class SFTConfig(_Strict):
     #: Round 9 weights ``crosstalk`` (the recording coloration that holds over half the degraded words
     #: and where the adapters recover least); empty (no reweighting) in rounds 1-8.
     effect_oversampling: dict[str, Annotated[int, Field(ge=1)]] = {}
+    #: Weight of the clean-teacher encoder loss (``training.distill``): in every phase that trains the
+    #: encoder, the adapted encoder's states on a degraded clip are pulled (mean squared difference per
+    #: 20-ms state) towards the unadapted encoder's states on the clip's clean source. 0 = CE only
+    #: (rounds 1-9); round 10 tries it.
+    distill_weight: Annotated[float, Field(ge=0.0)] = 0.0
 
     @field_validator("effect_oversampling")
     @classmethod

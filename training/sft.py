@@ -29,6 +29,7 @@ from training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpo
 from training.config import PhaseConfig, SFTConfig
 from training.data import CLEAN, clip_effects, learnable, read_manifest, wer_subset
 from training.device import resolve_device
+from training.distill import CleanTeacher, clean_sources
 from training.encoder_cache import LowerStateCache, decoder_logits, upper_states
 from training.lora import add_lora, encoder_block_ids, merge, param_groups
 from training.metrics_log import append_record
@@ -87,6 +88,7 @@ class Pieces:
     features: FeatureMaker
     cache: LowerStateCache
     n_frozen: int
+    teacher: CleanTeacher | None = None  # the clean-source encoder targets (``[sft].distill_weight`` > 0)
 
 
 def step_loss(model: torch.nn.Module, rows: list[dict[str, Any]], pieces: Pieces, encoder_trains: bool) -> torch.Tensor:
@@ -101,6 +103,13 @@ def step_loss_sum(model: torch.nn.Module, rows: list[dict[str, Any]], pieces: Pi
 
     Everything follows the device of the cached states, which is the model's (see the cache).
     """
+    total, count, _ = step_losses(model, rows, pieces, encoder_trains)
+    return total, count
+
+
+def step_losses(model: torch.nn.Module, rows: list[dict[str, Any]], pieces: Pieces,
+                encoder_trains: bool) -> tuple[torch.Tensor, int, torch.Tensor]:
+    """:func:`step_loss_sum` plus the final encoder states it decoded from (the distillation's student)."""
     hidden = pieces.cache.get([r["id"] for r in rows], [r["audio"] for r in rows])
     with torch.set_grad_enabled(encoder_trains and torch.is_grad_enabled()):
         states = upper_states(model, hidden, pieces.n_frozen)
@@ -110,7 +119,7 @@ def step_loss_sum(model: torch.nn.Module, rows: list[dict[str, Any]], pieces: Pi
     logits = decoder_logits(model, states, inputs)
     total = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
                                               ignore_index=IGNORE_INDEX, reduction="sum")
-    return total, int((labels != IGNORE_INDEX).sum())
+    return total, int((labels != IGNORE_INDEX).sum()), states
 
 
 def lr_lambda(total: int, warmup_fraction: float):
@@ -180,6 +189,7 @@ def train_phase(model: torch.nn.Module, index: int, phase: PhaseConfig, cfg: SFT
     trainable = [p for p in peft_model.parameters() if p.requires_grad]
     distributed.broadcast_parameters(trainable, world)
     encoder_trains = bool(encoder_block_ids(model.config.encoder_layers, cfg.upper_encoder_blocks, phase.scope))
+    distills = encoder_trains and pieces.teacher is not None and cfg.distill_weight > 0
     optimizer = torch.optim.AdamW(param_groups(peft_model, {"encoder": phase.lr_encoder, "decoder": phase.lr_decoder},
                                                cfg.weight_decay))
     total = phase.steps_per_stage * len(phase.curriculum)
@@ -201,15 +211,19 @@ def train_phase(model: torch.nn.Module, index: int, phase: PhaseConfig, cfg: SFT
         started = time.monotonic()
         # Dropout masks are a pure function of (seed, phase, step, rank): resume needs no RNG state.
         torch.manual_seed(int(np.random.default_rng([cfg.seed, index, step, world.rank]).integers(2**62)))
-        loss_value = 0.0
+        loss_value = distill_value = 0.0
         for micro in range(cfg.grad_accum):
             rows = batch_rows(pools[stage], cfg.batch_size, cfg.seed, index, stage, step * cfg.grad_accum + micro)
             if len(rows) < world.size:
                 raise ValueError(f"global batch {len(rows)} is smaller than the world size {world.size}")
             rows = distributed.shard(rows, world)
-            loss_sum, n_tokens = step_loss_sum(peft_model, rows, pieces, encoder_trains)
+            loss_sum, n_tokens, states = step_losses(peft_model, rows, pieces, encoder_trains)
             n_global = float(distributed.all_sum(n_tokens, world))
             loss = loss_sum / max(1.0, n_global) / cfg.grad_accum
+            if distills:
+                distill = pieces.teacher.loss_sum(states, rows) / float(distributed.all_sum(len(rows), world))
+                distill_value += float(distributed.all_sum(float(distill.detach()), world)) / cfg.grad_accum
+                loss = loss + cfg.distill_weight * distill / cfg.grad_accum
             loss.backward()
             loss_value += float(distributed.all_sum(float(loss.detach()), world))
         distributed.sum_gradients(trainable, world)
@@ -219,6 +233,7 @@ def train_phase(model: torch.nn.Module, index: int, phase: PhaseConfig, cfg: SFT
         optimizer.zero_grad(set_to_none=True)
         record = {"phase": index, "name": phase.name, "step": step + 1, "stage": stage,
                   "max_wer": phase.curriculum[stage], "loss": loss_value, "grad_norm": grad_norm,
+                  **({"distill": distill_value} if distills else {}),
                   "lr": {g["name"]: g["lr"] for g in optimizer.param_groups}, "seconds": time.monotonic() - started}
         bar.set_postfix(loss=f"{loss_value:.3f}", stage=stage)
         if world.main and cfg.eval_every and ((step + 1) % cfg.eval_every == 0 or step + 1 == total):
@@ -257,8 +272,12 @@ def train_sft(cfg: SFTConfig, data_dir: str | Path, clean_fraction: float = 0.1,
     model, processor, base_dir = load_model(cfg.base_model, device)
     n_frozen = model.config.encoder_layers - cfg.upper_encoder_blocks
     features = FeatureMaker(processor, model.config)
+    teacher = None
+    if cfg.distill_weight > 0:  # before any phase: ``model`` is still the unadapted base
+        teacher = CleanTeacher(model, clean_sources(read_manifest(Path(data_dir) / "train.jsonl")), features,
+                               read_audio)
     pieces = Pieces(processor, TargetTokens.from_processor(processor, model.config, cfg.no_speech_head), features,
-                    LowerStateCache(model, n_frozen, features, read_audio), n_frozen)
+                    LowerStateCache(model, n_frozen, features, read_audio), n_frozen, teacher)
     decoder = Decoder(base_dir, threads=cfg.threads, device=device) if cfg.eval_every and world.main else None
     if decoder is not None:  # before any phase: ``model`` is still the unadapted base
         val_rows = own_base_hyps(val_rows, graded_by(data_dir), cfg.base_model, decoder.use_model(model))
