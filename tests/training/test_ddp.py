@@ -90,3 +90,12 @@ def test_two_processes_equal_one_with_the_same_global_batch(runs):
     assert a.keys() == b.keys()
     for name in a:
         assert torch.allclose(a[name], b[name], rtol=1e-4, atol=1e-6), (name, (a[name] - b[name]).abs().max())
+
+
+def test_the_distillation_term_is_the_same_with_two_processes(runs):
+    """Each rank's summed clip MSE over the global clip count, added up over ranks, is the one-process mean."""
+    ddp = read_manifest(runs / "ddp" / "distill" / "metrics.jsonl")
+    single = read_manifest(runs / "single" / "distill" / "metrics.jsonl")
+    assert all(r["distill"] > 0 for r in single), [r["distill"] for r in single]
+    assert [r["distill"] for r in ddp] == pytest.approx([r["distill"] for r in single], rel=1e-4)
+    assert [r["loss"] for r in ddp] == pytest.approx([r["loss"] for r in single], rel=1e-5)
