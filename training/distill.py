@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from training.device import model_device
+from training.encoder_cache import StateStore
 
 #: Whisper's encoder emits one state per 20 ms (two 10-ms mel frames, stride-2 convolution).
 SECONDS_PER_STATE = 0.02
@@ -63,8 +64,8 @@ class CleanTeacher:
     """The unadapted encoder's final states on clean sources, computed once per source and cached.
 
     The teacher is a frozen copy of the encoder as it was before any phase, so it does not follow the
-    merges between phases. States are stored on the CPU in fp16 (1.2 MB per clip for whisper-tiny),
-    like :class:`training.encoder_cache.LowerStateCache`, and moved to the device per step.
+    merges between phases. States are kept in a :class:`training.encoder_cache.StateStore` (CPU, fp16:
+    1.2 MB per clip for whisper-tiny) and moved to the device per step.
     """
 
     def __init__(self, model: nn.Module, sources: dict[str, str],
@@ -74,11 +75,10 @@ class CleanTeacher:
         self.sources = sources
         self.features = features
         self.load_audio = load_audio
-        self.dtype = dtype
-        self._store: dict[str, torch.Tensor] = {}
+        self.store = StateStore(dtype)
 
     def __len__(self) -> int:
-        return len(self._store)
+        return len(self.store)
 
     @torch.no_grad()
     def _encode(self, key: str) -> torch.Tensor:
@@ -93,11 +93,7 @@ class CleanTeacher:
 
     def states(self, rows: Sequence[dict[str, Any]], device: torch.device) -> torch.Tensor:
         """fp32 teacher states of ``rows`` stacked on ``device`` (one clip at a time: batch-independent)."""
-        keys = [target_key(r) for r in rows]
-        for key in dict.fromkeys(keys):
-            if key not in self._store:
-                self._store[key] = self._encode(key).to(device="cpu", dtype=self.dtype)
-        return torch.stack([self._store[k] for k in keys]).to(device).float()
+        return self.store.stacked([target_key(r) for r in rows], self._encode, device)
 
     def loss_sum(self, student: torch.Tensor, rows: Sequence[dict[str, Any]]) -> torch.Tensor:
         """Summed per-row masked MSE between the student's states and the clean teacher's."""

@@ -55,8 +55,34 @@ def decoder_logits(model: nn.Module, encoder_states: torch.Tensor, decoder_input
     return out.logits
 
 
+class StateStore:
+    """key -> per-clip encoder states, kept in CPU memory (fp16) and computed on first use.
+
+    What the lower-block cache and the distillation teacher (``training.distill``) share. Each key is
+    computed alone: a clip's states must not depend on which clips share its batch (GEMM blocking changes
+    the last bits), or a resumed or multi-rank run would drift.
+    """
+
+    def __init__(self, dtype: torch.dtype = torch.float16) -> None:
+        self.dtype = dtype
+        self._store: dict[str, torch.Tensor] = {}
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    def clear(self) -> None:
+        self._store.clear()
+
+    def stacked(self, keys: Sequence[str], compute: Callable[[str], torch.Tensor], device: torch.device) -> torch.Tensor:
+        """fp32 states of ``keys`` stacked on ``device``; ``compute(key)`` runs once per missing key."""
+        for key in dict.fromkeys(keys):
+            if key not in self._store:
+                self._store[key] = compute(key).to(device="cpu", dtype=self.dtype)
+        return torch.stack([self._store[k] for k in keys]).to(device).float()
+
+
 class LowerStateCache:
-    """clip id → lower-block states (fp16, in CPU memory), computed on first use on the model's device."""
+    """clip id -> lower-block states (a :class:`StateStore`), computed on the model's device on first use."""
 
     def __init__(self, model: nn.Module, n_frozen: int, features: Callable[[list[np.ndarray]], torch.Tensor],
                  load_audio: Callable[[str], np.ndarray], dtype: torch.dtype = torch.float16) -> None:
@@ -64,24 +90,23 @@ class LowerStateCache:
         self.n_frozen = n_frozen
         self.features = features
         self.load_audio = load_audio
-        self.dtype = dtype
-        self._store: dict[str, torch.Tensor] = {}
+        self.states = StateStore(dtype)
 
     def __len__(self) -> int:
-        return len(self._store)
+        return len(self.states)
 
     def get(self, keys: Sequence[str], paths: Sequence[str]) -> torch.Tensor:
         """fp32 states of ``keys`` stacked on the model's device (computed and stored on first use)."""
         device = model_device(self.model)
-        missing = [(k, p) for k, p in zip(keys, paths) if k not in self._store]
-        if missing:
-            was_training = self.model.training
-            self.model.eval()
-            # One clip at a time: a clip's states must not depend on which clips share its batch
-            # (GEMM blocking changes the last bits), or a resumed or multi-rank run would drift.
-            for key, path in missing:
-                features = self.features([self.load_audio(path)]).to(device)
-                state = lower_states(self.model, features, self.n_frozen)[0]
-                self._store[key] = state.to(device="cpu", dtype=self.dtype)
+        path_of = dict(zip(keys, paths))
+
+        def compute(key: str) -> torch.Tensor:
+            features = self.features([self.load_audio(path_of[key])]).to(device)
+            return lower_states(self.model, features, self.n_frozen)[0]
+
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            return self.states.stacked(keys, compute, device)
+        finally:
             self.model.train(was_training)
-        return torch.stack([self._store[k] for k in keys]).to(device).float()

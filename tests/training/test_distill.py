@@ -92,7 +92,7 @@ def test_the_teacher_is_the_unadapted_encoder_on_the_clean_source(workspace):
     with torch.no_grad():  # the student's weights move; the teacher is a frozen copy and must not
         for p in model.get_encoder().parameters():
             p.add_(0.1)
-    pieces.teacher._store.clear()
+    pieces.teacher.store.clear()
     assert torch.equal(before, pieces.teacher.states(noisy, torch.device("cpu")))
     with pytest.raises(KeyError, match="no clean source 'missing'"):
         pieces.teacher.states([{"id": "x", "scenario": "noise", "clean_id": "missing"}], torch.device("cpu"))
