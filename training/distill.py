@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from training.data import CLEAN
 from training.device import model_device
 from training.encoder_cache import StateStore
 
@@ -37,12 +38,12 @@ SILENCE = "<silence>"
 
 def clean_sources(rows: Sequence[dict[str, Any]]) -> dict[str, str]:
     """Clean clip id -> its audio path, from a manifest's clean rows (the sources of its simulated rows)."""
-    return {r["id"]: r["audio"] for r in rows if r["scenario"] == "clean"}
+    return {r["id"]: r["audio"] for r in rows if r["scenario"] == CLEAN}
 
 
 def target_key(row: dict[str, Any]) -> str:
     """Which clean recording a row's encoder states should match: its source, itself, or silence."""
-    if row["scenario"] == "clean":
+    if row["scenario"] == CLEAN:
         return row["id"]
     return row.get("clean_id") or SILENCE
 

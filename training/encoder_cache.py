@@ -100,13 +100,13 @@ class LowerStateCache:
         device = model_device(self.model)
         path_of = dict(zip(keys, paths))
 
-        def compute(key: str) -> torch.Tensor:
-            features = self.features([self.load_audio(path_of[key])]).to(device)
-            return lower_states(self.model, features, self.n_frozen)[0]
+        def compute(key: str) -> torch.Tensor:  # only on a cache miss: no mode switching on a warm step
+            was_training = self.model.training
+            self.model.eval()
+            try:
+                features = self.features([self.load_audio(path_of[key])]).to(device)
+                return lower_states(self.model, features, self.n_frozen)[0]
+            finally:
+                self.model.train(was_training)
 
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            return self.states.stacked(keys, compute, device)
-        finally:
-            self.model.train(was_training)
+        return self.states.stacked(keys, compute, device)

@@ -93,23 +93,17 @@ class Pieces:
 
 def step_loss(model: torch.nn.Module, rows: list[dict[str, Any]], pieces: Pieces, encoder_trains: bool) -> torch.Tensor:
     """Teacher-forced CE over one batch (token mean), running only the blocks above the cached ones."""
-    total, count = step_loss_sum(model, rows, pieces, encoder_trains)
-    return total / max(1, count)
-
-
-def step_loss_sum(model: torch.nn.Module, rows: list[dict[str, Any]], pieces: Pieces,
-                  encoder_trains: bool) -> tuple[torch.Tensor, int]:
-    """Summed token CE of one batch and its number of target tokens (what DDP ranks add up).
-
-    Everything follows the device of the cached states, which is the model's (see the cache).
-    """
     total, count, _ = step_losses(model, rows, pieces, encoder_trains)
-    return total, count
+    return total / max(1, count)
 
 
 def step_losses(model: torch.nn.Module, rows: list[dict[str, Any]], pieces: Pieces,
                 encoder_trains: bool) -> tuple[torch.Tensor, int, torch.Tensor]:
-    """:func:`step_loss_sum` plus the final encoder states it decoded from (the distillation's student)."""
+    """Summed token CE of one batch, its number of target tokens (what DDP ranks add up), and the final
+    encoder states it decoded from (the distillation's student).
+
+    Everything follows the device of the cached states, which is the model's (see the cache).
+    """
     hidden = pieces.cache.get([r["id"] for r in rows], [r["audio"] for r in rows])
     with torch.set_grad_enabled(encoder_trains and torch.is_grad_enabled()):
         states = upper_states(model, hidden, pieces.n_frozen)
@@ -266,7 +260,8 @@ def train_sft(cfg: SFTConfig, data_dir: str | Path, clean_fraction: float = 0.1,
     out_dir.mkdir(parents=True, exist_ok=True)
     if world.main:
         (out_dir / "config.json").write_text(json.dumps(cfg.model_dump(), indent=2))
-    train_rows = learnable(read_manifest(Path(data_dir) / "train.jsonl"), learnability_max_wer)
+    train_all = read_manifest(Path(data_dir) / "train.jsonl")
+    train_rows = learnable(train_all, learnability_max_wer)
     val_all = [r for r in read_manifest(Path(data_dir) / "val.jsonl") if r["scenario"] != CLEAN]
     val_rows = [val_all[i] for i in np.random.default_rng(cfg.seed).permutation(len(val_all))[:cfg.eval_samples]]
     model, processor, base_dir = load_model(cfg.base_model, device)
@@ -274,8 +269,8 @@ def train_sft(cfg: SFTConfig, data_dir: str | Path, clean_fraction: float = 0.1,
     features = FeatureMaker(processor, model.config)
     teacher = None
     if cfg.distill_weight > 0:  # before any phase: ``model`` is still the unadapted base
-        teacher = CleanTeacher(model, clean_sources(read_manifest(Path(data_dir) / "train.jsonl")), features,
-                               read_audio)
+        # The unfiltered manifest: a degraded clip's clean source may itself fail the learnability filter.
+        teacher = CleanTeacher(model, clean_sources(train_all), features, read_audio)
     pieces = Pieces(processor, TargetTokens.from_processor(processor, model.config, cfg.no_speech_head), features,
                     LowerStateCache(model, n_frozen, features, read_audio), n_frozen, teacher)
     decoder = Decoder(base_dir, threads=cfg.threads, device=device) if cfg.eval_every and world.main else None
