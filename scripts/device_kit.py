@@ -57,7 +57,8 @@ WHEELS = (
 )
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64",
              "manylinux1_x86_64", "any")
-NOISE_BYTES = 1_000_000  # sonic-pi subset for the noise-only training clips (2.5 MB until the tree outgrew it)
+NOISE_MAX_BYTES = 2_500_000  # sonic-pi subset for the noise-only training clips: at most this much...
+NOISE_MIN_BYTES = 500_000  # ...and whatever room the parts have left, but never less than this
 OPUS_KBPS_NOTE = "Opus (libsndfile default bitrate) at 16 kHz"
 
 
@@ -122,8 +123,8 @@ def clean_speech(data: DataConfig, dest: Path) -> dict[str, int]:
     return counts
 
 
-def held_out_data(data: DataConfig, dest: Path) -> list[str]:
-    """Reserved list, transcripts, the reserved Allison prompts, the LibriVox reader and a noise subset."""
+def held_out_data(data: DataConfig, dest: Path, noise_bytes: int) -> list[str]:
+    """Reserved list, transcripts, the reserved Allison prompts, the LibriVox reader and ``noise_bytes`` of noise."""
     from training.sources import asterisk_utterances, read_asterisk_transcripts, read_reserved_names
 
     names = read_reserved_names(data.reserved_prompts)
@@ -137,7 +138,7 @@ def held_out_data(data: DataConfig, dest: Path) -> list[str]:
     members += [(p, f"librivox/{p.name}") for p in sorted(Path(data.librivox_dir).iterdir()) if p.is_file()]
     noise, total = [], 0
     for p in sorted(Path(data.sonic_pi_dir).glob("*.flac"), key=lambda p: p.stat().st_size):
-        if total + p.stat().st_size > NOISE_BYTES:
+        if total + p.stat().st_size > noise_bytes:
             break
         noise.append(p)
         total += p.stat().st_size
@@ -146,6 +147,19 @@ def held_out_data(data: DataConfig, dest: Path) -> list[str]:
         for path, arcname in members:
             tar.add(path, arcname=arcname)
     return [a for _, a in members]
+
+
+def noise_budget(free: int, context: str = "") -> int:
+    """Bytes of sonic-pi noise the kit may hold, given the ``free`` bytes the two parts have left.
+
+    Why: the noise subset is the one part of the kit that can shrink; it takes what is left (less a 64 KiB
+    safety for the tar's overhead), at most NOISE_MAX_BYTES, and the build stops when not even NOISE_MIN_BYTES fit.
+    """
+    noise = min(NOISE_MAX_BYTES, free - 64 * 2**10)
+    if noise < NOISE_MIN_BYTES:
+        raise SystemExit(f"device_kit: does not fit: {max(free, 0) / 1e6:.2f} MB left for noise, under "
+                         f"{NOISE_MIN_BYTES / 1e6:.1f} MB ({context})")
+    return noise
 
 
 def sha256(data: bytes) -> str:
@@ -169,8 +183,14 @@ def build(config: Path) -> dict:
     wheels = download_wheels(part1 / "wheels")
     data = system_config(cfg.data)  # the recipe's sources, read from this machine's packages
     speakers = clean_speech(data, part2 / "clean.tar")
-    data_members = held_out_data(data, part2 / "data.tar.xz")
     archive = model_archive(cfg.sft.base_model)
+    # The working tree grows from session to session; the noise subset takes what room is left (flac does not
+    # shrink under xz, so its bytes count as they are), between NOISE_MIN_BYTES and NOISE_MAX_BYTES.
+    held_out_data(data, part2 / "data.tar.xz", noise_bytes=0)
+    free = 2 * budget - folder_bytes(part1) - folder_bytes(part2) - 4096 - len(archive)  # 4096: kit.json
+    noise_bytes = noise_budget(free, f"model archive {len(archive) / 1e6:.1f} MB, working tree {tree / 1e6:.1f} MB")
+    data_members = held_out_data(data, part2 / "data.tar.xz", noise_bytes)
+    print(f"noise subset: up to {noise_bytes / 1e6:.2f} MB", flush=True)
     room1 = budget - folder_bytes(part1)
     room2 = budget - folder_bytes(part2) - 4096  # kit.json
     if len(archive) > room1 + room2:

@@ -92,3 +92,15 @@ def test_without_flite_the_training_tests_speak_from_a_built_manifest(tmp_path, 
     assert all(r["speech_end"] > 0 for r in spoken)
     with pytest.raises(ValueError, match="fewer than"):
         spoken_rows(tmp_path, voices=("awb",))
+
+
+def test_the_noise_subset_takes_the_room_left_within_its_bounds():
+    """The working tree grows between sessions; the noise subset shrinks to fit, and below its floor the build stops."""
+    kit = _kit_module()
+    assert kit.noise_budget(10 * kit.NOISE_MAX_BYTES) == kit.NOISE_MAX_BYTES
+    free = kit.NOISE_MIN_BYTES + 200_000
+    assert kit.noise_budget(free) == free - 64 * 2**10
+    with pytest.raises(SystemExit, match="does not fit"):
+        kit.noise_budget(kit.NOISE_MIN_BYTES)
+    with pytest.raises(SystemExit, match="does not fit"):
+        kit.noise_budget(-5_000_000)
