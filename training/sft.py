@@ -312,7 +312,7 @@ def _load_merged(path: Path, device: torch.device) -> torch.nn.Module:
 
 
 def plot_curves(metrics_path: Path, out_png: Path) -> Path | None:
-    """Training loss and validation WER per step, one colour per phase."""
+    """Training loss (and the distillation term, dotted) and validation WER per step, one colour per phase."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -327,7 +327,10 @@ def plot_curves(metrics_path: Path, out_png: Path) -> Path | None:
     for phase in sorted({r["phase"] for r in records}):
         rs = [r for r in records if r["phase"] == phase]
         x = [offset + r["step"] for r in rs]
-        ax_loss.plot(x, [r["loss"] for r in rs], label=rs[0]["name"])
+        (line,) = ax_loss.plot(x, [r["loss"] for r in rs], label=rs[0]["name"])
+        distilled = [(offset + r["step"], r["distill"]) for r in rs if "distill" in r]
+        if distilled:  # the clean-teacher term (unweighted; "loss" already holds it times distill_weight)
+            ax_loss.plot(*zip(*distilled), linestyle=":", color=line.get_color(), label=f"{rs[0]['name']}: distill")
         evals = [(offset + r["step"], r["val_wer"]) for r in rs if "val_wer" in r]
         if evals:
             ax_wer.plot(*zip(*evals), marker="o", label=rs[0]["name"])
@@ -335,7 +338,7 @@ def plot_curves(metrics_path: Path, out_png: Path) -> Path | None:
     if any("val_base_wer" in r for r in records):
         ax_wer.axhline(next(r["val_base_wer"] for r in records if "val_base_wer" in r), color="grey",
                        linestyle="--", label="base model")
-    ax_loss.set(xlabel="step", ylabel="train loss", title="A2S-SFT loss")
+    ax_loss.set(xlabel="step", ylabel="train loss (per token; distill per state)", title="A2S-SFT loss")
     ax_wer.set(xlabel="step", ylabel="WER", title="validation WER (degraded)")
     ax_loss.legend()
     if ax_wer.get_legend_handles_labels()[0]:

@@ -122,3 +122,22 @@ def test_distillation_pulls_the_degraded_states_towards_the_clean_ones(workspace
     else:  # CE alone: no distillation term is computed or logged, and the states do not move toward clean
         assert all("distill" not in r for r in records)
         assert after > 0.7 * before, (before, after)
+
+
+def test_the_training_curves_draw_the_distillation_term_beside_the_loss(tmp_path, monkeypatch):
+    """A run with the clean-teacher loss shows its term (dotted, per phase that trains the encoder); one without, none."""
+    import json
+
+    import matplotlib.pyplot as plt
+
+    from training.sft import plot_curves
+
+    drawn: list[list[str]] = []
+    monkeypatch.setattr(plt, "close", lambda fig: drawn.append(
+        [line.get_label() for line in fig.axes[0].get_lines()]))
+    rows = [{"phase": 0, "name": "I-acoustic", "step": s, "loss": 1.0 / s, "distill": 0.5 / s} for s in (1, 2)]
+    rows += [{"phase": 1, "name": "II-semantic", "step": s, "loss": 2.0 / s} for s in (1, 2)]
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert plot_curves(metrics, tmp_path / "curves.png").stat().st_size > 0
+    assert drawn[-1] == ["I-acoustic", "I-acoustic: distill", "II-semantic"]
