@@ -1,20 +1,22 @@
-"""Build the device kit: what a bare GPU machine needs to run a recipe, in two carries of at most 64 MiB.
+"""Build the device kit: what a bare GPU machine needs to run a recipe, in carries of at most 64 MiB each.
 
 Why: the lent GPU machine has PyTorch, transformers and peft but none of the Debian packages (no
 flite, no Asterisk prompts, no LibriVox, no sonic-pi noise), no model weights and no network, and each
-call carries at most 64 MiB *including the working tree* (~20 MB of committed checkpoints). The
-whisper-tiny.en weights alone compress to ~68 MB, so the kit is split in two parts sent in two calls
-to the same warm machine (docs/training.md, "GPU run"):
+call carries at most 64 MiB *including the working tree* (~22 MB of committed checkpoints and docs). The
+whisper-tiny.en weights alone compress to ~68 MB, so the kit is split in N parts (2 while they fit, more as
+the working tree grows) sent in N calls to the same warm machine (docs/training.md, "GPU run"):
 
 * ``.gpu/part1``: the first slice of the model archive and the Python wheels the machine lacks;
   ``scripts/device_stage1.sh`` stages them under ``.gpu-stage/`` (ignored, so kept between calls).
-* ``.gpu/part2``: the rest of the model archive, the clean TTS speech of the recipe's plan (flite,
-  rendered here and stored as Opus, since flite cannot run there), the held-out data (reserved Allison
-  prompts, LibriVox reader, a sonic-pi noise subset) and ``kit.json`` (checksums, sizes, recipe);
+* ``.gpu/part2`` .. ``part{N-1}`` (only when N > 2): further slices, staged by
+  ``scripts/device_stage1.sh .gpu/partK``.
+* ``.gpu/part{N}``: the last slice, the clean TTS speech of the recipe's plan (flite, rendered here and
+  stored as Opus, since flite cannot run there), the held-out data (reserved Allison prompts, LibriVox
+  reader, a sonic-pi noise subset) and ``kit.json`` (checksum, part count, recipe);
   ``scripts/device_train.sh`` checks and unpacks everything and runs the recipe.
 
 Usage: ``python scripts/device_kit.py [--config training/configs/tiny-en-gpu.toml]``; it prints each
-part's size against the limit and fails when one would not fit.
+part's size against the limit and the calls to make.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ WHEELS = (
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64",
              "manylinux1_x86_64", "any")
 NOISE_MAX_BYTES = 2_500_000  # sonic-pi subset for the noise-only training clips: at most this much...
-NOISE_MIN_BYTES = 500_000  # ...and whatever room the parts have left, but never less than this
+NOISE_MIN_BYTES = 500_000  # ...and in a 2-part kit whatever room is left, but never less than this
 OPUS_KBPS_NOTE = "Opus (libsndfile default bitrate) at 16 kHz"
 
 
@@ -149,17 +151,29 @@ def held_out_data(data: DataConfig, dest: Path, noise_bytes: int) -> list[str]:
     return [a for _, a in members]
 
 
-def noise_budget(free: int, context: str = "") -> int:
-    """Bytes of sonic-pi noise the kit may hold, given the ``free`` bytes the two parts have left.
+NOISE_SAFETY = 64 * 2**10  # tar headers and xz framing around the noise files
 
-    Why: the noise subset is the one part of the kit that can shrink; it takes what is left (less a 64 KiB
-    safety for the tar's overhead), at most NOISE_MAX_BYTES, and the build stops when not even NOISE_MIN_BYTES fit.
+
+def plan_parts(archive: int, first_fixed: int, last_fixed: int, budget: int) -> tuple[int, list[int]]:
+    """(noise bytes, model-archive bytes per part) for a kit whose parts each hold ``budget`` bytes.
+
+    Why: every extra part is one more device call (~25 s of device time, and the machine must still be warm), so
+    two parts are used while the noise subset can keep at least NOISE_MIN_BYTES beside them; the noise takes the
+    room left, up to NOISE_MAX_BYTES. When two parts cannot hold that, the noise gets its full size and the archive
+    is cut over as many parts as it needs. ``first_fixed``: part 1's other files (wheels); ``last_fixed``: the
+    last part's files besides the noise (clean speech, the rest of the held-out data, kit.json).
     """
-    noise = min(NOISE_MAX_BYTES, free - 64 * 2**10)
-    if noise < NOISE_MIN_BYTES:
-        raise SystemExit(f"device_kit: does not fit: {max(free, 0) / 1e6:.2f} MB left for noise, under "
-                         f"{NOISE_MIN_BYTES / 1e6:.1f} MB ({context})")
-    return noise
+    if first_fixed > budget or last_fixed + NOISE_MIN_BYTES + NOISE_SAFETY > budget:
+        raise SystemExit(f"device_kit: does not fit: a part holds {budget / 1e6:.1f} MB, part 1 needs "
+                         f"{first_fixed / 1e6:.1f} MB and the last part {last_fixed / 1e6:.1f} MB before the model")
+    free = 2 * budget - first_fixed - last_fixed - archive - NOISE_SAFETY
+    noise = min(NOISE_MAX_BYTES, free) if free >= NOISE_MIN_BYTES else NOISE_MAX_BYTES
+    last_room = max(0, budget - last_fixed - noise - NOISE_SAFETY)
+    slices = [min(archive, budget - first_fixed)]
+    while archive - sum(slices) > last_room:
+        slices.append(min(budget, archive - sum(slices)))
+    slices.append(archive - sum(slices))
+    return noise, slices
 
 
 def sha256(data: bytes) -> str:
@@ -174,49 +188,52 @@ def build(config: Path) -> dict:
     cfg = load_config(config)
     if KIT.exists():
         shutil.rmtree(KIT)
-    part1, part2 = KIT / "part1", KIT / "part2"
-    part2.mkdir(parents=True)
+    first, last = KIT / "first", KIT / "last"  # renamed part1 / partN once N is known
+    last.mkdir(parents=True)
     tree = working_tree_bytes()
     budget = LIMIT - tree - MARGIN
     print(f"working tree {tree / 1e6:.1f} MB; each part may hold {budget / 1e6:.1f} MB", flush=True)
 
-    wheels = download_wheels(part1 / "wheels")
+    wheels = download_wheels(first / "wheels")
     data = system_config(cfg.data)  # the recipe's sources, read from this machine's packages
-    speakers = clean_speech(data, part2 / "clean.tar")
+    speakers = clean_speech(data, last / "clean.tar")
     archive = model_archive(cfg.sft.base_model)
-    # The working tree grows from session to session; the noise subset takes what room is left (flac does not
-    # shrink under xz, so its bytes count as they are), between NOISE_MIN_BYTES and NOISE_MAX_BYTES.
-    held_out_data(data, part2 / "data.tar.xz", noise_bytes=0)
-    free = 2 * budget - folder_bytes(part1) - folder_bytes(part2) - 4096 - len(archive)  # 4096: kit.json
-    noise_bytes = noise_budget(free, f"model archive {len(archive) / 1e6:.1f} MB, working tree {tree / 1e6:.1f} MB")
-    data_members = held_out_data(data, part2 / "data.tar.xz", noise_bytes)
-    print(f"noise subset: up to {noise_bytes / 1e6:.2f} MB", flush=True)
-    room1 = budget - folder_bytes(part1)
-    room2 = budget - folder_bytes(part2) - 4096  # kit.json
-    if len(archive) > room1 + room2:
-        raise SystemExit(f"device_kit: does not fit: model archive {len(archive) / 1e6:.1f} MB, room "
-                         f"{room1 / 1e6:.1f} + {room2 / 1e6:.1f} MB (working tree {tree / 1e6:.1f} MB)")
-    cut = min(len(archive), room1)
-    (part1 / "model.tar.xz.1").write_bytes(archive[:cut])
-    (part2 / "model.tar.xz.2").write_bytes(archive[cut:])
+    held_out_data(data, last / "data.tar.xz", noise_bytes=0)  # sized without noise, then rebuilt with it
+    noise_bytes, slices = plan_parts(len(archive), folder_bytes(first), folder_bytes(last) + 4096, budget)
+    data_members = held_out_data(data, last / "data.tar.xz", noise_bytes)
+    n = len(slices)
+    parts = [KIT / f"part{k}" for k in range(1, n + 1)]
+    first.rename(parts[0])
+    last.rename(parts[-1])
+    start = 0
+    for k, (part, size) in enumerate(zip(parts, slices), start=1):
+        part.mkdir(exist_ok=True)
+        (part / f"model.tar.xz.{k}").write_bytes(archive[start:start + size])
+        start += size
     kit = {
         "recipe": str(config.relative_to(ROOT) if config.is_absolute() else config),
         "base_model": cfg.sft.base_model,
+        "parts": n,
         "model_archive_sha256": sha256(archive),
         "model_archive_bytes": len(archive),
         "wheels": [w.name for w in wheels],
         "clean_speech": {"utterances": speakers, "format": OPUS_KBPS_NOTE},
         "data": data_members,
+        "noise_bytes_max": noise_bytes,
         "working_tree_bytes": tree,
         "limit_bytes": LIMIT,
     }
-    (part2 / "kit.json").write_text(json.dumps(kit, indent=2))
-    for part in (part1, part2):
+    (parts[-1] / "kit.json").write_text(json.dumps(kit, indent=2))
+    for part in parts:
         size = tree + folder_bytes(part)
         print(f"{part.relative_to(ROOT)}: {folder_bytes(part) / 1e6:.1f} MB + tree = {size / 2**20:.1f} MiB "
               f"of {LIMIT / 2**20:.0f} MiB", flush=True)
         if size > LIMIT:
             raise SystemExit(f"device_kit: {part.name} is over the carry limit")
+    print(f"noise subset: up to {noise_bytes / 1e6:.2f} MB. The calls, one after the other on the same warm machine:")
+    for k in range(1, n):
+        print(f"  carry [\".gpu/part{k}\"]: bash scripts/device_stage1.sh .gpu/part{k}")
+    print(f"  carry [\".gpu/part{n}\"]: bash scripts/device_train.sh {kit['recipe']}")
     return kit
 
 

@@ -1,27 +1,40 @@
 #!/usr/bin/env bash
-# GPU run, call 1 of 2 (docs/training.md, "GPU run"): stage the kit's first part on the warm machine.
-# The carry limit (64 MiB with the working tree) is below what a run needs, so the model archive is split
-# across two calls to the *same* machine: this one copies part 1 (model slice + wheels) into .gpu-stage/
-# (git-ignored, so the device keeps it between calls), installs the wheels there and checks that the training
-# code imports and sees the GPU: seconds, so that call 2 (scripts/device_train.sh) can be sent at once (a
-# machine idle for ~30 s is given back, and .gpu-stage/ with it).
-# Env: PY (default python3), KIT_STAGE (.gpu-stage), OUT (the device tool's return folder).
+# GPU run, the calls before the last (docs/training.md, "GPU run"): stage one kit part on the warm machine.
+# The carry limit (64 MiB with the working tree) is below what a run needs, so the model archive is cut over
+# N parts sent in N calls to the *same* machine: `device_stage1.sh .gpu/part1` (the default) starts a fresh
+# stage in .gpu-stage/ (git-ignored, so the device keeps it between calls) with the first model slice, installs
+# the wheels there and checks that the training code imports and sees the GPU: seconds. When the kit has more
+# than 2 parts, `device_stage1.sh .gpu/partK` adds slice K. The last part goes with scripts/device_train.sh.
+# Send each next call at once: a machine idle for ~30 s is given back, and .gpu-stage/ with it.
+# Usage: scripts/device_stage1.sh [PART]   Env: PY (default python3), KIT_STAGE (.gpu-stage), KIT_WHEELS
+# (install; skip: use PY's packages), OUT (the device tool's return folder).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+part="${1:-.gpu/part1}"
 py="${PY:-python3}"
 out="${OUT:-runs/gpu/out}"
 stage_dir="${KIT_STAGE:-.gpu-stage}"
 mkdir -p "$out"
 start=$SECONDS
-[ -d .gpu/part1 ] || { echo "device_stage1: .gpu/part1 is missing: build the kit (python scripts/device_kit.py) and carry .gpu/part1" >&2; exit 2; }
-rm -rf "$stage_dir"
-mkdir -p "$stage_dir"
-cp .gpu/part1/model.tar.xz.1 "$stage_dir/"
-if [ "${KIT_WHEELS:-install}" = install ]; then
-    "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$stage_dir/site" \
-        .gpu/part1/wheels/*.whl
+[ -d "$part" ] || { echo "device_stage1: $part is missing: build the kit (python scripts/device_kit.py) and carry $part" >&2; exit 2; }
+shopt -s nullglob
+slices=("$part"/model.tar.xz.*)
+[ ${#slices[@]} -eq 1 ] || { echo "device_stage1: $part holds ${#slices[@]} model slices, not 1" >&2; exit 2; }
+if [ -f "$part/model.tar.xz.1" ]; then
+    rm -rf "$stage_dir"
+    mkdir -p "$stage_dir"
+elif [ ! -f "$stage_dir/model.tar.xz.1" ]; then
+    echo "device_stage1: no $stage_dir/model.tar.xz.1: call 1 (scripts/device_stage1.sh) did not run on this machine (it was given back between the calls); start again with call 1" >&2
+    exit 2
 fi
-export PYTHONPATH="$PWD/$stage_dir/site${PYTHONPATH:+:$PYTHONPATH}"
-"$py" -c "import service.cli, training.data, training.sft, training.eval, training.export; print('imports ok')"
-"$py" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')"
-echo "device_stage1: staged in $((SECONDS - start)) s; send call 2 (scripts/device_train.sh) now" >&2
+cp "${slices[0]}" "$stage_dir/"
+if [ -d "$part/wheels" ] && [ "${KIT_WHEELS:-install}" = install ]; then
+    "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$stage_dir/site" \
+        "$part"/wheels/*.whl
+fi
+if [ -d "$part/wheels" ]; then
+    export PYTHONPATH="$PWD/$stage_dir/site${PYTHONPATH:+:$PYTHONPATH}"
+    "$py" -c "import service.cli, training.data, training.sft, training.eval, training.export; print('imports ok')"
+    "$py" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')"
+fi
+echo "device_stage1: staged $(basename "${slices[0]}") in $((SECONDS - start)) s; send the next call now" >&2

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# GPU run, call 2 of 2 (docs/training.md, "GPU run"): check and unpack the kit, run the recipe, return results.
-# Needs call 1 (scripts/device_stage1.sh) on the same warm machine: it left the first model slice and the
-# wheels in .gpu-stage/. Stages: train data, train sft, eval (the std draw), export, then while time is left
+# GPU run, the last call (docs/training.md, "GPU run"): check and unpack the kit, run the recipe, return results.
+# Carries the kit's last part (the one with kit.json) and needs the earlier calls (scripts/device_stage1.sh) on the
+# same warm machine: they left the other model slices and the wheels in .gpu-stage/. Stages: train data, train sft, eval (the std draw), export, then while time is left
 # the eval on the fresh draw and the CUDA tests of the training code (tests/training/test_device.py); each
 # stage's wall time is printed, and results are copied to $OUT after every stage, so a
 # run stopped at the call's limit still returns what it finished.
@@ -20,9 +20,12 @@ mkdir -p "$out"
 exec > >(tee -a "$out/train.log") 2>&1
 fail() { echo "device_train: $*" >&2; exit 2; }
 [ -f "$stage_dir/model.tar.xz.1" ] || fail "no $stage_dir/model.tar.xz.1: call 1 (scripts/device_stage1.sh) did not run on this machine (it was given back between the calls); start again with call 1"
-[ -f .gpu/part2/kit.json ] || fail "no .gpu/part2/kit.json: carry .gpu/part2 (built by scripts/device_kit.py)"
+shopt -s nullglob
+kits=(.gpu/part*/kit.json)
+[ ${#kits[@]} -eq 1 ] || fail "found ${#kits[@]} kit.json under .gpu/part*/, not 1: carry the kit's last part (built by scripts/device_kit.py)"
+kit_dir="$(dirname "${kits[0]}")"
 [ "${KIT_WHEELS:-install}" = skip ] || export PYTHONPATH="$PWD/$stage_dir/site${PYTHONPATH:+:$PYTHONPATH}"
-export MEGAASR_HOME="$PWD/$stage_dir/home" KIT_STAGE="$stage_dir" PYTHONUNBUFFERED=1
+export MEGAASR_HOME="$PWD/$stage_dir/home" KIT_STAGE="$stage_dir" KIT_DIR="$kit_dir" PYTHONUNBUFFERED=1
 
 stage() {  # stage NAME COMMAND...: run it, print and log its wall time and exit status, return that status
     local name=$1 t0=$SECONDS rc=0
@@ -42,10 +45,17 @@ import soundfile as sf
 from training.config import load_config
 from training.sources import write_audio
 
-kit = json.loads(Path(".gpu/part2/kit.json").read_text())
-archive = Path(os.environ["KIT_STAGE"], "model.tar.xz.1").read_bytes() + Path(".gpu/part2/model.tar.xz.2").read_bytes()
+kit_dir = Path(os.environ["KIT_DIR"])
+kit = json.loads((kit_dir / "kit.json").read_text())
+n = kit.get("parts", 2)
+slices = [Path(os.environ["KIT_STAGE"], f"model.tar.xz.{k}") for k in range(1, n)] + [kit_dir / f"model.tar.xz.{n}"]
+for k, path in enumerate(slices, start=1):
+    if not path.is_file():
+        sys.exit(f"device_train: no {path}: call {k} (scripts/device_stage1.sh .gpu/part{k}) did not run on this "
+                 "machine; start again with call 1")
+archive = b"".join(path.read_bytes() for path in slices)
 if hashlib.sha256(archive).hexdigest() != kit["model_archive_sha256"]:
-    sys.exit("device_train: the model archive's checksum differs: parts 1 and 2 come from different kits")
+    sys.exit(f"device_train: the model archive's checksum differs: the {n} parts come from different kits")
 cfg = load_config(sys.argv[1])
 if cfg.sft.base_model != kit["base_model"]:
     sys.exit(f"device_train: the kit holds {kit['base_model']}, the recipe wants {cfg.sft.base_model}")
@@ -53,11 +63,11 @@ models = Path(os.environ["MEGAASR_HOME"]) / "models"
 models.mkdir(parents=True, exist_ok=True)
 with tarfile.open(fileobj=io.BytesIO(archive), mode="r:xz") as tar:
     tar.extractall(models, filter="data")
-with tarfile.open(".gpu/part2/data.tar.xz") as tar:
+with tarfile.open(kit_dir / "data.tar.xz") as tar:
     tar.extractall(".gpu/data", filter="data")
 clean = Path(cfg.data.out_dir) / "clean"
 n = 0
-with tarfile.open(".gpu/part2/clean.tar") as tar:
+with tarfile.open(kit_dir / "clean.tar") as tar:
     for member in tar:
         audio, sr = sf.read(io.BytesIO(tar.extractfile(member).read()), dtype="float32")
         assert sr == 16000, (member.name, sr)

@@ -94,13 +94,34 @@ def test_without_flite_the_training_tests_speak_from_a_built_manifest(tmp_path, 
         spoken_rows(tmp_path, voices=("awb",))
 
 
-def test_the_noise_subset_takes_the_room_left_within_its_bounds():
-    """The working tree grows between sessions; the noise subset shrinks to fit, and below its floor the build stops."""
+def test_two_parts_while_the_noise_keeps_its_floor_then_as_many_as_the_model_needs():
+    """The kit stays at 2 calls while it can; a grown working tree costs noise first, then one more part."""
     kit = _kit_module()
-    assert kit.noise_budget(10 * kit.NOISE_MAX_BYTES) == kit.NOISE_MAX_BYTES
-    free = kit.NOISE_MIN_BYTES + 200_000
-    assert kit.noise_budget(free) == free - 64 * 2**10
+    mb = 1_000_000
+    budget, archive, first, last = 46 * mb, 68 * mb, 8 * mb, 12 * mb
+    noise, slices = kit.plan_parts(archive, first, last, budget)
+    assert noise == kit.NOISE_MAX_BYTES and len(slices) == 2 and sum(slices) == archive
+    assert slices[0] == budget - first and slices[1] + last + noise <= budget
+    # 1.3 MB less room per part: 2 parts still, with less noise (what the room allows).
+    noise, slices = kit.plan_parts(archive, first, last, budget - 1_300_000)
+    assert kit.NOISE_MIN_BYTES <= noise < kit.NOISE_MAX_BYTES and len(slices) == 2
+    assert slices[1] + last + noise + kit.NOISE_SAFETY == budget - 1_300_000
+    # Under the noise floor: 3 parts, and the noise gets its full size back.
+    noise, slices = kit.plan_parts(archive, first, last, budget - 2_500_000)
+    assert noise == kit.NOISE_MAX_BYTES and len(slices) == 3 and sum(slices) == archive
+    assert all(s <= budget - 2_500_000 for s in slices)
     with pytest.raises(SystemExit, match="does not fit"):
-        kit.noise_budget(kit.NOISE_MIN_BYTES)
-    with pytest.raises(SystemExit, match="does not fit"):
-        kit.noise_budget(-5_000_000)
+        kit.plan_parts(archive, first, budget, budget)
+
+
+def test_a_later_stage_call_without_call_one_says_so(tmp_path):
+    """Slice K>1 staged on a machine that lost call 1's stage: exit 2 and the reason, nothing staged."""
+    part = tmp_path / ".gpu" / "part2"
+    part.mkdir(parents=True)
+    (part / "model.tar.xz.2").write_bytes(b"slice")
+    result = subprocess.run(["bash", str(ROOT / "scripts/device_stage1.sh"), str(part)], capture_output=True,
+                            text=True, env={"PATH": "/usr/bin:/bin", "KIT_STAGE": str(tmp_path / "stage"),
+                                            "OUT": str(tmp_path / "out")}, timeout=60, check=False)
+    assert result.returncode == 2
+    assert "call 1 (scripts/device_stage1.sh) did not run on this machine" in result.stderr
+    assert not (tmp_path / "stage" / "model.tar.xz.2").exists()
