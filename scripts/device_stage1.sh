@@ -28,11 +28,11 @@ elif [ ! -f "$stage_dir/model.tar.xz.1" ]; then
     exit 2
 fi
 cp "${slices[0]}" "$stage_dir/"
-if [ -d "$part/wheels" ] && [ "${KIT_WHEELS:-install}" = install ]; then
-    "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$stage_dir/site" \
-        "$part"/wheels/*.whl
-fi
-if [ -d "$part/wheels" ]; then
+if [ -d "$part/wheels" ]; then  # part 1: install the wheels (unless told not to), then check the imports
+    if [ "${KIT_WHEELS:-install}" = install ]; then
+        "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$stage_dir/site" \
+            "$part"/wheels/*.whl
+    fi
     export PYTHONPATH="$PWD/$stage_dir/site${PYTHONPATH:+:$PYTHONPATH}"
     "$py" -c "import service.cli, training.data, training.sft, training.eval, training.export; print('imports ok')"
     "$py" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')"

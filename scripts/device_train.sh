@@ -47,15 +47,16 @@ from training.sources import write_audio
 
 kit_dir = Path(os.environ["KIT_DIR"])
 kit = json.loads((kit_dir / "kit.json").read_text())
-n = kit.get("parts", 2)
-slices = [Path(os.environ["KIT_STAGE"], f"model.tar.xz.{k}") for k in range(1, n)] + [kit_dir / f"model.tar.xz.{n}"]
+n_parts = kit.get("parts", 2)  # kits built before the N-part split had 2 and no count
+slices = [Path(os.environ["KIT_STAGE"], f"model.tar.xz.{k}") for k in range(1, n_parts)]
+slices.append(kit_dir / f"model.tar.xz.{n_parts}")
 for k, path in enumerate(slices, start=1):
     if not path.is_file():
         sys.exit(f"device_train: no {path}: call {k} (scripts/device_stage1.sh .gpu/part{k}) did not run on this "
                  "machine; start again with call 1")
 archive = b"".join(path.read_bytes() for path in slices)
 if hashlib.sha256(archive).hexdigest() != kit["model_archive_sha256"]:
-    sys.exit(f"device_train: the model archive's checksum differs: the {n} parts come from different kits")
+    sys.exit(f"device_train: the model archive's checksum differs: the {n_parts} parts come from different kits")
 cfg = load_config(sys.argv[1])
 if cfg.sft.base_model != kit["base_model"]:
     sys.exit(f"device_train: the kit holds {kit['base_model']}, the recipe wants {cfg.sft.base_model}")
