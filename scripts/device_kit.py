@@ -15,8 +15,9 @@ the working tree grows) sent in N calls to the same warm machine (docs/training.
   reader, a sonic-pi noise subset) and ``kit.json`` (checksum, part count, recipe);
   ``scripts/device_train.sh`` checks and unpacks everything and runs the recipe.
 
-Usage: ``python scripts/device_kit.py [--config training/configs/tiny-en-gpu.toml]``; it prints each
-part's size against the limit and the calls to make.
+Usage: ``python scripts/device_kit.py [--config training/configs/tiny-en-gpu.toml] [--variant OTHER.toml ...]``
+(variants: recipes with the same ``[data]``, trained beside the first on its clips); it prints each part's
+size against the limit and the calls to make.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from training.config import DataConfig, load_config
+from training.variants import variant_dirs
 
 LIMIT = 64 * 2**20  # bytes one device call carries, working tree included
 MARGIN = 256 * 2**10  # kept free for files committed between building and sending
@@ -184,8 +186,9 @@ def folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
-def build(config: Path) -> dict:
+def build(config: Path, variants: tuple[Path, ...] = ()) -> dict:
     cfg = load_config(config)
+    variant_dirs([config, *variants])  # variants train on the recipe's clips: refuse before the long build
     if KIT.exists():
         shutil.rmtree(KIT)
     first, last = KIT / "first", KIT / "last"  # renamed part1 / partN once N is known
@@ -233,15 +236,18 @@ def build(config: Path) -> dict:
     print(f"noise subset: up to {noise_bytes / 1e6:.2f} MB. The calls, one after the other on the same warm machine:")
     for k in range(1, n):
         print(f"  carry [\".gpu/part{k}\"]: bash scripts/device_stage1.sh .gpu/part{k}")
-    print(f"  carry [\".gpu/part{n}\"]: bash scripts/device_train.sh {kit['recipe']}")
+    names = " ".join([kit["recipe"], *(str(v) for v in variants)])
+    print(f"  carry [\".gpu/part{n}\"], timeout_s 600: bash scripts/device_train.sh {names}")
     return kit
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", type=Path, default=Path("training/configs/tiny-en-gpu.toml"))
+    parser.add_argument("--variant", type=Path, action="append", default=[],
+                        help="a recipe trained beside --config on its clips (same [data]; repeatable)")
     args = parser.parse_args(argv)
-    kit = build(args.config)
+    kit = build(args.config, tuple(args.variant))
     print(f"kit for {kit['recipe']}: {sum(kit['clean_speech']['utterances'].values())} clean utterances, "
           f"{len(kit['wheels'])} wheels, {len(kit['data'])} data files, model {kit['model_archive_bytes'] / 1e6:.1f} MB")
     return 0

@@ -5,18 +5,22 @@
 # the eval on the fresh draw and the CUDA tests of the training code (tests/training/test_device.py); each
 # stage's wall time is printed, and results are copied to $OUT after every stage, so a
 # run stopped at the call's limit still returns what it finished.
-# Usage: scripts/device_train.sh [CONFIG]   Env: DEVICE (cuda), PY (python3), BUDGET_S (540: an optional stage
+# Usage: scripts/device_train.sh [CONFIG [VARIANT_CONFIG ...]]   (variants: same [data], trained side by side)
+# Env: DEVICE (cuda), PY (python3), BUDGET_S (540: an optional stage
 # starts only if its measured size still fits in it; TESTS=0 skips the tests), KIT_STAGE (.gpu-stage), ROUTER (checkpoints/whisper-tiny.en-robust/router), KIT_WHEELS (skip: use PY's packages).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-config="${1:-training/configs/tiny-en-gpu.toml}"
+configs=("$@")
+[ ${#configs[@]} -gt 0 ] || configs=(training/configs/tiny-en-gpu.toml)
+config="${configs[0]}"  # the kit's recipe: its [data] builds the clips every variant trains on
 device="${DEVICE:-cuda}"
 py="${PY:-python3}"
 budget="${BUDGET_S:-540}"
 router="${ROUTER:-checkpoints/whisper-tiny.en-robust/router}"
 out="${OUT:-runs/gpu/out}"
 stage_dir="${KIT_STAGE:-.gpu-stage}"
-mkdir -p "$out"
+res="${RESULTS:-runs/gpu/results}"
+mkdir -p "$out" "$res"
 exec > >(tee -a "$out/train.log") 2>&1
 fail() { echo "device_train: $*" >&2; exit 2; }
 [ -f "$stage_dir/model.tar.xz.1" ] || fail "no $stage_dir/model.tar.xz.1: call 1 (scripts/device_stage1.sh) did not run on this machine (it was given back between the calls); start again with call 1"
@@ -36,6 +40,18 @@ stage() {  # stage NAME COMMAND...: run it, print and log its wall time and exit
     echo "{\"stage\": \"$name\", \"seconds\": $((SECONDS - t0)), \"rc\": $rc, \"total\": $SECONDS}" >> "$out/timings.jsonl"
     return $rc
 }
+
+# Variants: every config after the first trains beside it on the same clips (same [data] and base model, checked by
+# training/variants.py before any device time is spent), each with its own sft/eval folders; their stages run at
+# once (a tiny model leaves most of the GPU and cores idle), each variant's results in $res/NAME/ (NAME = the
+# config's file name without .toml; its log of each stage there as STAGE.log), packed into $OUT (below).
+variant_rows="$("$py" -m training.variants "${configs[@]}")" || exit 2
+variants=()
+declare -A sft_dir eval_dir config_of
+while read -r name sft evl; do
+    variants+=("$name"); sft_dir[$name]=$sft; eval_dir[$name]=$evl; mkdir -p "$res/$name"
+done <<< "$variant_rows"
+for k in "${!variants[@]}"; do config_of[${variants[$k]}]=${configs[$k]}; done
 
 # Unpack: model (checksummed), held-out data, clean speech (Opus -> the wav cache `train data` reads).
 stage unpack "$py" - "$config" <<'PY'
@@ -77,27 +93,80 @@ with tarfile.open(kit_dir / "clean.tar") as tar:
 print(f"model {kit['base_model']} -> {models}; {n} clean utterances -> {clean}; data -> .gpu/data")
 PY
 
-read -r sft_dir eval_dir data_dir < <("$py" -c "
-import sys; from training.config import load_config
-c = load_config(sys.argv[1]); print(c.sft.out_dir, c.eval.out_dir, c.data.out_dir)" "$config")
-gpu_dir="$(dirname "$sft_dir")"
+data_dir="$("$py" -c "import sys; from training.config import load_config; print(load_config(sys.argv[1]).data.out_dir)" "$config")"
 cli=("$py" -m service.cli)
+
+each() {  # each STAGE FUNCTION: FUNCTION NAME for every live variant at once; a variant that fails drops out
+    local name=$1 fn=$2 t0=$SECONDS v rc live=() pids=()
+    echo "== $name: ${variants[*]}"
+    for v in "${variants[@]}"; do "$fn" "$v" > "$res/$v/$name.log" 2>&1 & pids+=($!); done
+    for k in "${!pids[@]}"; do
+        v=${variants[$k]}; rc=0
+        wait "${pids[$k]}" || rc=$?
+        echo "{\"stage\": \"$name\", \"variant\": \"$v\", \"rc\": $rc, \"total\": $SECONDS}" >> "$out/timings.jsonl"
+        if [ $rc -eq 0 ]; then live+=("$v"); else echo "== $name $v: rc $rc, dropped (tail of its $name.log):"; tail -5 "$res/$v/$name.log"; fi
+    done
+    echo "== $name: $((SECONDS - t0)) s, ${#live[@]} of ${#variants[@]} variants ok (total $SECONDS s)"
+    echo "{\"stage\": \"$name\", \"seconds\": $((SECONDS - t0)), \"rc\": $(( ${#live[@]} ? 0 : 1 )), \"total\": $SECONDS}" >> "$out/timings.jsonl"
+    variants=("${live[@]}")
+    [ ${#variants[@]} -gt 0 ]
+}
+
+# What comes back: $OUT holds at most 8 files of at most 16 MiB (the device tool's limits), so each variant's results
+# (stage logs, SFT metrics, both evals with their per-clip rows, the bundle with its adapter stored in float16: a
+# rank-64 adapter is 35 MB in float32) are packed into $OUT/NAME.tar.gz after every stage, split into 15 MiB pieces
+# NAME.tar.gz.00, .01, ... when larger (join with cat).
+pack() {
+    local v
+    for v in "${!config_of[@]}"; do
+        rm -f "$out/$v".tar.gz*
+        tar czf "$res/$v.tar.gz" -C "$res" "$v"
+        if [ "$(stat -c %s "$res/$v.tar.gz")" -gt $((15 * 2**20)) ]; then
+            split -b 15M -d "$res/$v.tar.gz" "$out/$v.tar.gz."
+        else
+            cp "$res/$v.tar.gz" "$out/"
+        fi
+    done
+}
+sft_one() {
+    "${cli[@]}" train sft --config "${config_of[$1]}" --device "$device"
+    cp "${sft_dir[$1]}/metrics.jsonl" "$res/$1/sft-metrics.jsonl"
+}
+eval_into() {  # eval_into NAME FOLDER RESULT [EVAL ARGS...]
+    local v=$1 dir=$2 dest=$3
+    shift 3
+    "${cli[@]}" eval --config "${config_of[$v]}" --device "$device" --robust "${sft_dir[$v]}/final" \
+        --router "$router" --out "$dir" "$@"
+    mkdir -p "$res/$v/$dest"
+    cp "$dir/summary.json" "$dir/clips.jsonl" "$dir/robust_hyps.json" "$res/$v/$dest/"
+}
+eval_std_one() { eval_into "$1" "${eval_dir[$1]}" eval-std; }
+eval_fresh_one() { eval_into "$1" "$(dirname "${sft_dir[$1]}")/replica" eval-fresh --seed 2026 --clips-per-scenario 4; }
+export_one() {
+    local dir
+    dir="$(dirname "${sft_dir[$1]}")"
+    "${cli[@]}" export --config "${config_of[$1]}" --robust "${sft_dir[$1]}/final" --router "$router" \
+        --eval-summary "${eval_dir[$1]}/summary.json" --no-merged --out "$dir/bundle"
+    rm -rf "$res/$1/bundle" && cp -r "$dir/bundle" "$res/$1/bundle"
+    "$py" - "$res/$1/bundle/adapter/adapter_model.safetensors" <<'PY'
+import sys
+from safetensors.torch import load_file, save_file
+path = sys.argv[1]
+save_file({k: v.half() if v.is_floating_point() else v for k, v in load_file(path).items()}, path)
+PY
+}
+each_packed() { local rc=0; each "$@" || rc=$?; pack; return $rc; }
+
 stage data "${cli[@]}" train data --config "$config" --device "$device"
 cp "$data_dir/summary.json" "$out/data-summary.json"
-stage sft "${cli[@]}" train sft --config "$config" --device "$device"
-cp "$sft_dir/metrics.jsonl" "$out/sft-metrics.jsonl"
-stage eval "${cli[@]}" eval --config "$config" --device "$device" --robust "$sft_dir/final" --router "$router"
-cp "$eval_dir/summary.json" "$out/eval-std.json"
-stage export "${cli[@]}" export --config "$config" --robust "$sft_dir/final" --router "$router" \
-    --eval-summary "$eval_dir/summary.json" --no-merged --out "$gpu_dir/bundle"
-tar czf "$out/bundle.tar.gz" -C "$gpu_dir" bundle
-# Optional stages, each only if it still fits the budget at its size measured on the H200 (2026-11-27: fresh eval
-# 95 s, CUDA tests 46 s): the fresh eval first (it is a result), then the tests (a check, cut at 90 s).
+each_packed sft sft_one
+each_packed eval eval_std_one
+each_packed export export_one
+# Optional stages, each only if it still fits the budget at its size measured on the H200 (2026-11-27, one variant:
+# fresh eval 95 s, CUDA tests 46 s): the fresh eval first (it is a result), then the tests (a check, cut at 90 s).
 fits() { [ $((SECONDS + $1)) -le "$budget" ]; }
 if fits 110; then
-    stage eval-fresh "${cli[@]}" eval --config "$config" --device "$device" --robust "$sft_dir/final" \
-        --router "$router" --seed 2026 --clips-per-scenario 4 --out "$gpu_dir/replica"
-    cp "$gpu_dir/replica/summary.json" "$out/eval-fresh.json"
+    each_packed eval-fresh eval_fresh_one || true
 else
     echo "== eval-fresh: skipped, $SECONDS s of the $budget s budget used"
 fi

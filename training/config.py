@@ -252,6 +252,38 @@ class RecipeConfig(_Strict):
 DEVICE_STAGES = ("data", "sft", "rl", "router", "eval")
 
 
+def merge_tables(base: dict, override: dict) -> dict:
+    """``override`` laid over ``base``: tables merge key by key, anything else (arrays too) is replaced."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_tables(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def read_recipe(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
+    """A recipe file's raw tables, with its ``extends`` chain resolved.
+
+    Why: an experiment is one or two settings away from a recipe that exists, and a variant written as
+    ``extends = "tiny-en-gpu.toml"`` plus the changed keys says exactly what it changes (a copied file
+    hides it, and drifts when the original is fixed). ``extends`` is relative to the file's folder;
+    ``[[sft.phases]]`` being an array, a variant that touches one phase restates all of them.
+    """
+    path = Path(path).resolve()
+    if path in _seen:
+        raise ValueError(f"recipe {path} extends itself (through {' -> '.join(p.name for p in _seen)})")
+    with open(path, "rb") as handle:
+        raw = tomllib.load(handle)
+    parent = raw.pop("extends", None)
+    if parent is None:
+        return raw
+    if not isinstance(parent, str):
+        raise TypeError(f"{path}: extends must be a file name, got {parent!r}")
+    return merge_tables(read_recipe(path.parent / parent, (*_seen, path)), raw)
+
+
 def load_config(path: str | Path = DEFAULT_CONFIG, device: str | None = None,
                 stages: tuple[str, ...] = DEVICE_STAGES) -> RecipeConfig:
     """Read and validate a recipe TOML file.
@@ -259,8 +291,7 @@ def load_config(path: str | Path = DEFAULT_CONFIG, device: str | None = None,
     ``device`` (the CLI's ``--device``) replaces the ``device`` of ``stages`` before validation, so
     an override is checked exactly like a value written in the file.
     """
-    with open(path, "rb") as handle:
-        raw = tomllib.load(handle)
+    raw = read_recipe(path)
     if device is not None:
         for stage in stages:
             raw.setdefault(stage, {})["device"] = device

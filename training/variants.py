@@ -1,0 +1,51 @@
+"""Recipe variants trained side by side on one set of clips (``scripts/device_train.sh CONFIG VARIANT ...``).
+
+Why: a lent GPU call is 10 minutes and a tiny model leaves most of the GPU idle, so two variants of a recipe can
+train at once after one ``train data``; that is only sound if they read the same clips with the same base model
+and write to different folders, which this checks before any device time is spent.
+
+``python -m training.variants CONFIG [CONFIG ...]`` prints ``NAME SFT_DIR EVAL_DIR`` per variant (NAME: the
+file name without ``.toml``) or exits 2 with the reason.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from training.config import load_config
+
+
+def variant_dirs(paths: list[str | Path]) -> list[tuple[str, str, str]]:
+    """``(name, sft out_dir, eval out_dir)`` per recipe; ValueError if they cannot share one data stage."""
+    if not paths:
+        raise ValueError("no recipe given")
+    names = [Path(p).stem for p in paths]
+    if len(set(names)) != len(names):
+        raise ValueError(f"variants need distinct file names, got {names}")
+    cfgs = [load_config(p) for p in paths]
+    first = cfgs[0]
+    for name, cfg in zip(names[1:], cfgs[1:]):
+        if cfg.data != first.data:
+            raise ValueError(f"{name} builds other clips than {names[0]}: variants share one [data]")
+        if cfg.sft.base_model != first.sft.base_model:
+            raise ValueError(f"{name} adapts {cfg.sft.base_model}, {names[0]} {first.sft.base_model}")
+    dirs = [c.sft.out_dir for c in cfgs] + [c.eval.out_dir for c in cfgs]
+    if len(set(dirs)) != len(dirs):
+        raise ValueError("variants need distinct [sft] and [eval] out_dir (one would overwrite another)")
+    return [(name, cfg.sft.out_dir, cfg.eval.out_dir) for name, cfg in zip(names, cfgs)]
+
+
+def main(argv: list[str]) -> int:
+    try:
+        rows = variant_dirs(argv)
+    except (ValueError, OSError) as err:
+        print(f"device_train: {err}", file=sys.stderr)
+        return 2
+    for row in rows:
+        print(*row)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
