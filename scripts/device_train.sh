@@ -129,14 +129,14 @@ pack() {
     done
 }
 sft_one() {
-    "${cli[@]}" train sft --config "${config_of[$1]}" --device "$device"
+    "${cli[@]}" train sft --config "${config_of[$1]}" --device "$device" || return
     cp "${sft_dir[$1]}/metrics.jsonl" "$res/$1/sft-metrics.jsonl"
 }
 eval_into() {  # eval_into NAME FOLDER RESULT [EVAL ARGS...]
     local v=$1 dir=$2 dest=$3
     shift 3
     "${cli[@]}" eval --config "${config_of[$v]}" --device "$device" --robust "${sft_dir[$v]}/final" \
-        --router "$router" --out "$dir" "$@"
+        --router "$router" --out "$dir" "$@" || return
     mkdir -p "$res/$v/$dest"
     cp "$dir/summary.json" "$dir/clips.jsonl" "$dir/robust_hyps.json" "$res/$v/$dest/"
 }
@@ -146,8 +146,9 @@ export_one() {
     local dir
     dir="$(dirname "${sft_dir[$1]}")"
     "${cli[@]}" export --config "${config_of[$1]}" --robust "${sft_dir[$1]}/final" --router "$router" \
-        --eval-summary "${eval_dir[$1]}/summary.json" --no-merged --out "$dir/bundle"
+        --eval-summary "${eval_dir[$1]}/summary.json" --no-merged --out "$dir/bundle" || return
     rm -rf "$res/$1/bundle" && cp -r "$dir/bundle" "$res/$1/bundle"
+    rm -r "$res/$1/bundle/router"  # the shipped one ($ROUTER): the machine here has it
     "$py" - "$res/$1/bundle/adapter/adapter_model.safetensors" <<'PY'
 import sys
 from safetensors.torch import load_file, save_file
