@@ -6,7 +6,7 @@
 # stage's wall time is printed, and results are copied to $OUT after every stage, so a
 # run stopped at the call's limit still returns what it finished.
 # Usage: scripts/device_train.sh [CONFIG [VARIANT_CONFIG ...]]   (variants: same [data], trained side by side)
-# Env: DEVICE (cuda), PY (python3), BUDGET_S (540: an optional stage
+# Env: REUSE_DATA (1: skip unpack and train data, reuse an earlier call's clips), DEVICE (cuda), PY (python3), BUDGET_S (540: an optional stage
 # starts only if its measured size still fits in it; TESTS=0 skips the tests), KIT_STAGE (.gpu-stage), ROUTER (checkpoints/whisper-tiny.en-robust/router), KIT_WHEELS (skip: use PY's packages).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,11 +23,14 @@ res="${RESULTS:-runs/gpu/results}"
 mkdir -p "$out" "$res"
 exec > >(tee -a "$out/train.log") 2>&1
 fail() { echo "device_train: $*" >&2; exit 2; }
-[ -f "$stage_dir/model.tar.xz.1" ] || fail "no $stage_dir/model.tar.xz.1: call 1 (scripts/device_stage1.sh) did not run on this machine (it was given back between the calls); start again with call 1"
-shopt -s nullglob
-kits=(.gpu/part*/kit.json)
-[ ${#kits[@]} -eq 1 ] || fail "found ${#kits[@]} kit.json under .gpu/part*/, not 1: carry the kit's last part (built by scripts/device_kit.py)"
-kit_dir="$(dirname "${kits[0]}")"
+kit_dir=""
+if [ "${REUSE_DATA:-0}" != 1 ]; then
+    [ -f "$stage_dir/model.tar.xz.1" ] || fail "no $stage_dir/model.tar.xz.1: call 1 (scripts/device_stage1.sh) did not run on this machine (it was given back between the calls); start again with call 1"
+    shopt -s nullglob
+    kits=(.gpu/part*/kit.json)
+    [ ${#kits[@]} -eq 1 ] || fail "found ${#kits[@]} kit.json under .gpu/part*/, not 1: carry the kit's last part (built by scripts/device_kit.py)"
+    kit_dir="$(dirname "${kits[0]}")"
+fi
 [ "${KIT_WHEELS:-install}" = skip ] || export PYTHONPATH="$PWD/$stage_dir/site${PYTHONPATH:+:$PYTHONPATH}"
 export MEGAASR_HOME="$PWD/$stage_dir/home" KIT_STAGE="$stage_dir" KIT_DIR="$kit_dir" PYTHONUNBUFFERED=1
 
@@ -53,8 +56,18 @@ while read -r name sft evl; do
 done <<< "$variant_rows"
 for k in "${!variants[@]}"; do config_of[${variants[$k]}]=${configs[$k]}; done
 
+data_dir="$("$py" -c "import sys; from training.config import load_config; print(load_config(sys.argv[1]).data.out_dir)" "$config")"
+# REUSE_DATA=1: a later call on the same warm machine trains more variants on the clips an earlier call built
+# (unpack and `train data` skipped; refused if that call's data is not there).
+reuse=0
+if [ "${REUSE_DATA:-0}" = 1 ]; then
+    [ -f "$data_dir/summary.json" ] && [ -d "$MEGAASR_HOME/models" ] \
+        || fail "REUSE_DATA=1 but no $data_dir/summary.json or $MEGAASR_HOME/models: run without it (unpack + train data)"
+    reuse=1
+    echo "== unpack, data: reused ($data_dir, built by an earlier call)"
+fi
 # Unpack: model (checksummed), held-out data, clean speech (Opus -> the wav cache `train data` reads).
-stage unpack "$py" - "$config" <<'PY'
+[ $reuse = 1 ] || stage unpack "$py" - "$config" <<'PY'
 import hashlib, io, json, os, sys, tarfile
 from pathlib import Path
 import soundfile as sf
@@ -93,7 +106,6 @@ with tarfile.open(kit_dir / "clean.tar") as tar:
 print(f"model {kit['base_model']} -> {models}; {n} clean utterances -> {clean}; data -> .gpu/data")
 PY
 
-data_dir="$("$py" -c "import sys; from training.config import load_config; print(load_config(sys.argv[1]).data.out_dir)" "$config")"
 cli=("$py" -m service.cli)
 
 each() {  # each STAGE FUNCTION: FUNCTION NAME for every live variant at once; a variant that fails drops out
@@ -158,7 +170,7 @@ PY
 }
 each_packed() { local rc=0; each "$@" || rc=$?; pack; return $rc; }
 
-stage data "${cli[@]}" train data --config "$config" --device "$device"
+[ $reuse = 1 ] || stage data "${cli[@]}" train data --config "$config" --device "$device"
 cp "$data_dir/summary.json" "$out/data-summary.json"
 each_packed sft sft_one
 each_packed eval eval_std_one

@@ -125,3 +125,16 @@ def test_a_later_stage_call_without_call_one_says_so(tmp_path):
     assert result.returncode == 2
     assert "call 1 (scripts/device_stage1.sh) did not run on this machine" in result.stderr
     assert not (tmp_path / "stage" / "model.tar.xz.2").exists()
+
+
+def test_reusing_data_that_is_not_there_says_so(tmp_path):
+    """REUSE_DATA=1 (a later call training more variants on an earlier call's clips) needs those clips."""
+    import sys
+
+    result = subprocess.run(["bash", str(ROOT / "scripts/device_train.sh"), str(GPU_RECIPE)],
+                            capture_output=True, text=True, timeout=120, check=False,
+                            env={"PATH": "/usr/bin:/bin", "PY": sys.executable, "REUSE_DATA": "1",
+                                 "KIT_WHEELS": "skip", "KIT_STAGE": str(tmp_path / "none"),
+                                 "OUT": str(tmp_path / "out"), "RESULTS": str(tmp_path / "res")})
+    assert result.returncode == 2
+    assert "REUSE_DATA=1 but no runs/gpu/data/summary.json" in result.stdout + result.stderr
