@@ -59,6 +59,11 @@ class DataConfig(_Strict):
     severity_mapping: str = "linear"
     seed: int = 42
     max_utterances: int | None = None  # cap on clean utterances per split (for quick runs)
+    #: Prose for the training voices to read besides the Asterisk prompts (``training/text_corpus.py``):
+    #: plain or gzip text files, e.g. Debian dict-devil's ``/usr/share/dictd/devil.dict.dz`` (public
+    #: domain). One voice per sentence, in turn; training split only. Empty: none (rounds 1-13).
+    extra_texts: list[str] = []
+    extra_text_max_sentences: int | None = Field(None, ge=1)  # a seeded subset of the sentences
     wer_grades: list[float] = [0.3, 0.5, 0.7]
     learnability_max_wer: float = 0.7  # drop samples the base model gets more than this wrong
     #: Share of clean training utterances delivered through an 8 kHz telephone band before simulation

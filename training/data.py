@@ -41,6 +41,7 @@ from training.sources import (
     tts_utterances,
     write_audio,
 )
+from training.text_corpus import extra_text_utterances
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,9 @@ def plan_clean(cfg: DataConfig, guard: ReservedGuard) -> dict[str, list[CleanUtt
     }
     if cfg.use_asterisk_speaker:
         plan["train"] += asterisk_utterances(cfg.asterisk_dir, by_side["train"], set(by_side["train"]))
+    if cfg.extra_texts:
+        plan["train"] += extra_text_utterances(cfg.extra_texts, cfg.tts_voices_train, cfg.extra_text_max_sentences,
+                                               cfg.max_words, cfg.val_sentence_fraction, cfg.seed, guard)
     if cfg.max_utterances is not None:
         rng = np.random.default_rng(cfg.seed)
         for split, utts in plan.items():
@@ -287,7 +291,8 @@ def read_manifest(path: str | Path) -> list[dict[str, Any]]:
 
 #: Settings that decide which utterances go to which split: merged builds must agree on them.
 SPLIT_SETTINGS = ("reserved_prompts", "tts_voices_train", "tts_voices_val", "use_asterisk_speaker",
-                  "val_sentence_fraction", "max_words", "seed", "max_utterances", "narrowband_fraction")
+                  "val_sentence_fraction", "max_words", "seed", "max_utterances", "narrowband_fraction",
+                  "extra_texts", "extra_text_max_sentences")
 
 
 def merged_rows(cfg: DataConfig, split: str, own: list[dict[str, Any]]) -> list[dict[str, Any]]:
