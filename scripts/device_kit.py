@@ -73,9 +73,16 @@ def working_tree_bytes() -> int:
     return sum((ROOT / p).stat().st_size for p in out.decode().split("\0") if p and (ROOT / p).is_file())
 
 
+#: ``[data].extra_texts`` of a GPU recipe name ``.gpu/data/texts/FILE``; the kit carries them from here.
+KIT_TEXTS = ".gpu/data/texts/"
+SYSTEM_TEXTS = {"devil.dict.dz": "/usr/share/dictd/devil.dict.dz"}
+
+
 def system_config(cfg: DataConfig) -> DataConfig:
     """The recipe's data settings with the kit paths mapped back to this machine's packages."""
-    return cfg.model_copy(update={k: v for k, v in SYSTEM_PATHS.items() if k in DataConfig.model_fields})
+    texts = [SYSTEM_TEXTS[p.removeprefix(KIT_TEXTS)] if p.startswith(KIT_TEXTS) else p for p in cfg.extra_texts]
+    return cfg.model_copy(update={**{k: v for k, v in SYSTEM_PATHS.items() if k in DataConfig.model_fields},
+                                  "extra_texts": texts})
 
 
 def download_wheels(dest: Path, python: str = "3.12") -> list[Path]:
@@ -128,7 +135,8 @@ def clean_speech(data: DataConfig, dest: Path) -> dict[str, int]:
 
 
 def held_out_data(data: DataConfig, dest: Path, noise_bytes: int) -> list[str]:
-    """Reserved list, transcripts, the reserved Allison prompts, the LibriVox reader and ``noise_bytes`` of noise."""
+    """Reserved list, transcripts, the reserved Allison prompts, the LibriVox reader, the extra texts and
+    ``noise_bytes`` of noise."""
     from training.sources import asterisk_utterances, read_asterisk_transcripts, read_reserved_names
 
     names = read_reserved_names(data.reserved_prompts)
@@ -140,6 +148,7 @@ def held_out_data(data: DataConfig, dest: Path, noise_bytes: int) -> list[str]:
     allison = Path(data.asterisk_dir)
     members += [(Path(u.audio_path), f"asterisk/{Path(u.audio_path).relative_to(allison)}") for u in prompts]
     members += [(p, f"librivox/{p.name}") for p in sorted(Path(data.librivox_dir).iterdir()) if p.is_file()]
+    members += [(Path(p), f"texts/{Path(p).name}") for p in data.extra_texts]  # the recipe plans from them there
     noise, total = [], 0
     for p in sorted(Path(data.sonic_pi_dir).glob("*.flac"), key=lambda p: p.stat().st_size):
         if total + p.stat().st_size > noise_bytes:

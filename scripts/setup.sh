@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install what Mega-ASR needs into ./.venv. Usage: scripts/setup.sh [serve|test]
 # "test" also installs the dev tools and the Debian packages that hold the real speech and noise
-# used by the tests (pocketsphinx-testdata, asterisk-core-sounds-en*, sonic-pi-samples, flite) and
-# Debian chromium for the browser demo test.
+# used by the tests and the training recipes (pocketsphinx-testdata, asterisk-core-sounds-en*,
+# sonic-pi-samples, flite, dict-devil: public-domain prose for the voices to read) and Debian chromium
+# for the browser demo test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-serve}"
@@ -20,7 +21,8 @@ echo "==> installing mega-asr${extras} (CPU torch from the local wheel; no CUDA)
 .venv/bin/python -c "import service, simulation, training" # fail loudly if the install did not take
 
 if [ "$mode" = "test" ]; then
-  pkgs=(pocketsphinx-testdata asterisk-core-sounds-en asterisk-core-sounds-en-wav sonic-pi-samples flite chromium)
+  pkgs=(pocketsphinx-testdata asterisk-core-sounds-en asterisk-core-sounds-en-wav sonic-pi-samples flite dict-devil
+        chromium)
   missing=()
   for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   if [ "${#missing[@]}" -gt 0 ]; then

@@ -138,3 +138,13 @@ def test_reusing_data_that_is_not_there_says_so(tmp_path):
                                  "OUT": str(tmp_path / "out"), "RESULTS": str(tmp_path / "res")})
     assert result.returncode == 2
     assert "REUSE_DATA=1 but no runs/gpu/data/summary.json" in result.stdout + result.stderr
+
+
+def test_extra_texts_travel_in_the_kit_and_map_back_here():
+    """A GPU recipe reads its extra prose from .gpu/data/texts/; the builder reads it from the Debian package."""
+    kit = _kit_module()
+    cfg = load_config(GPU_RECIPE).data.model_copy(update={"extra_texts": [".gpu/data/texts/devil.dict.dz"]})
+    assert kit.system_config(cfg).extra_texts == ["/usr/share/dictd/devil.dict.dz"]
+    assert kit.system_config(cfg.model_copy(update={"extra_texts": []})).extra_texts == []
+    with pytest.raises(KeyError):  # a text the kit does not know how to carry is refused before the build
+        kit.system_config(cfg.model_copy(update={"extra_texts": [".gpu/data/texts/unknown.txt"]}))
