@@ -31,9 +31,14 @@ def _path_fields(section) -> dict[str, str]:
             if isinstance(field.default, str) and field.default.startswith("/")}
 
 
-def test_the_gpu_recipe_reads_only_from_the_kit():
+GPU_RECIPES = sorted((ROOT / "training/configs").glob("tiny-en-gpu*.toml"))
+
+
+@pytest.mark.parametrize("recipe", GPU_RECIPES, ids=[p.stem for p in GPU_RECIPES])
+def test_the_gpu_recipe_reads_only_from_the_kit(recipe):
     """A bare GPU machine has no Debian packages: every source path of the recipe points into .gpu/data."""
-    cfg = load_config(GPU_RECIPE)
+    cfg = load_config(recipe)
+    assert all(p.startswith(".gpu/data/texts/") for p in cfg.data.extra_texts), cfg.data.extra_texts
     fields = _path_fields(cfg.data) | {f"eval.{k}": v for k, v in _path_fields(cfg.eval).items()}
     assert len(fields) == 8
     assert all(v.startswith(".gpu/data/") for v in fields.values()), fields
