@@ -34,10 +34,10 @@ from training.sources import (
     read_asterisk_transcripts,
     read_audio,
     sentence_keys,
-    sentence_split,
     speech_end_seconds,
     synthesise,
     telephone_band,
+    text_split,
     tts_utterances,
     write_audio,
 )
@@ -48,12 +48,6 @@ log = logging.getLogger(__name__)
 NOISE_ONLY, SILENT = "noise_only", "silent"
 IMPORTANT_DOUBLES = ("far_field_crosstalk", "far_field_noise", "far_field_stutter", "noise_stutter")
 CLEAN = "clean"
-
-
-def text_split(text: str, val_fraction: float, seed: int) -> str | None:
-    """"train" or "val" when every sentence of ``text`` agrees, else None (the text is dropped)."""
-    sides = {sentence_split(k, val_fraction, seed) for k in sentence_keys(text)}
-    return sides.pop() if len(sides) == 1 else None
 
 
 def plan_clean(cfg: DataConfig, guard: ReservedGuard) -> dict[str, list[CleanUtterance]]:

@@ -25,6 +25,9 @@ from service.scoring import normalise_english
 from training.compare import read_clips
 from training.eval import speech_groups
 
+#: Fewer words than this is no attempt at a sentence (and too little to say what it recites).
+MIN_WORDS = 4
+
 
 def training_sentences(manifests: Iterable[str | Path]) -> list[str]:
     """The distinct normalised transcripts of training manifests (rows with an empty text are non-speech)."""
@@ -37,7 +40,7 @@ def training_sentences(manifests: Iterable[str | Path]) -> list[str]:
     return sorted(texts)
 
 
-def is_recited(hypothesis: str, reference: str, sentences: list[str], min_words: int = 4,
+def is_recited(hypothesis: str, reference: str, sentences: list[str], min_words: int = MIN_WORDS,
                min_similarity: float = 70.0, margin: float = 10.0) -> bool:
     """Whether ``hypothesis`` is nearer a training sentence than the reference (see the module docstring)."""
     hyp = normalise_english(hypothesis)
@@ -48,10 +51,10 @@ def is_recited(hypothesis: str, reference: str, sentences: list[str], min_words:
 
 
 def recitation(clips: list[dict[str, Any]], sentences: list[str], system: str) -> dict[str, Any]:
-    """Recited degraded clips of one system, with the number it attempted (>= 4 words)."""
+    """Recited degraded clips of one system, with the number it attempted (>= ``MIN_WORDS`` words)."""
     degraded = speech_groups(clips)["degraded"]
     hyps = [(c[f"{system}_hyp"], c["text"]) for c in degraded]
-    attempted = sum(len(normalise_english(h).split()) >= 4 for h, _ in hyps)
+    attempted = sum(len(normalise_english(h).split()) >= MIN_WORDS for h, _ in hyps)
     recited = sum(is_recited(h, r, sentences) for h, r in hyps)
     return {"system": system, "degraded": len(degraded), "attempted": attempted, "recited": recited,
             "recited_pct": round(100 * recited / max(len(degraded), 1), 1)}
@@ -72,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         systems = [system] if system else [s for s in ("base", "robust") if f"{s}_hyp" in clips[0]]
         rows += [{"run": name, **recitation(clips, sentences, s)} for s in systems]
     print(f"{len(sentences)} distinct training sentences")
-    print("| run | system | degraded clips | attempted (>= 4 words) | recited a training sentence |")
+    print(f"| run | system | degraded clips | attempted (>= {MIN_WORDS} words) | recited a training sentence |")
     print("|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['run']} | {r['system']} | {r['degraded']} | {r['attempted']} | {r['recited']} ({r['recited_pct']} %) |")

@@ -142,6 +142,12 @@ def sentence_split(key: str, val_fraction: float, seed: int) -> str:
     return "val" if int.from_bytes(digest[:8], "big") / 2**64 < val_fraction else "train"
 
 
+def text_split(text: str, val_fraction: float, seed: int) -> str | None:
+    """"train" or "val" when every sentence of ``text`` agrees, else None (the text is dropped)."""
+    sides = {sentence_split(k, val_fraction, seed) for k in sentence_keys(text)}
+    return sides.pop() if len(sides) == 1 else None
+
+
 def synthesise(text: str, voice: str, out_path: Path) -> Path:
     """Speak ``text`` with flite ``voice`` into a 16 kHz mono wav at ``out_path``."""
     out_path.parent.mkdir(parents=True, exist_ok=True)

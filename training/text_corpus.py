@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.sources import CleanUtterance, ReservedGuard, sentence_keys, sentence_split
+from training.sources import CleanUtterance, ReservedGuard, text_split
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"']?[A-Z])")
 _SPEAKABLE = re.compile(r"[A-Za-z][A-Za-z ,;:'\-]*[A-Za-z][.!?]")
@@ -67,10 +67,8 @@ def extra_text_utterances(sources: list[str], voices: list[str], max_sentences: 
         raise ValueError("extra text needs at least one training voice")
     sentences: list[str] = []
     for source in sources:
-        for sentence in prose_sentences(read_text(source), max_words=max_words):
-            keys = sentence_keys(sentence)
-            if keys and all(sentence_split(k, val_fraction, seed) == "train" for k in keys):
-                sentences.append(sentence)
+        sentences += [s for s in prose_sentences(read_text(source), max_words=max_words)
+                      if text_split(s, val_fraction, seed) == "train"]
     sentences = list(dict.fromkeys(sentences))
     if max_sentences is not None and len(sentences) > max_sentences:
         keep = np.random.default_rng(seed).choice(len(sentences), max_sentences, replace=False)
