@@ -90,6 +90,11 @@ class DataConfig(_Strict):
     #: rows with the same id (the shared clean rows) once; their recorded split settings must match.
     #: With ``val_copies = 0`` the validation split is theirs unchanged.
     merge_from: list[str] = []
+    #: With ``merge_from``: render only the utterances the merged builds do not hold (matched by clean-utterance
+    #: id), so an earlier build grows by a new source (``extra_texts``) without rendering and grading its clips
+    #: again. Their recorded split settings may then differ in the extra-text settings only: extra text joins
+    #: the training split after every other utterance and moves none of them (``training/text_corpus.py``).
+    merge_new_only: bool = False
 
 
 class LoraConfig(_Strict):

@@ -202,7 +202,7 @@ def narrowband(utt: CleanUtterance, audio: np.ndarray, out_dir: Path) -> tuple[C
 
 
 def nonspeech_rows(n: int, split: str, rng: np.random.Generator, out_dir: Path,
-                   sonic_pi_dir: str | Path | None) -> list[dict[str, Any]]:
+                   sonic_pi_dir: str | Path | None, first_index: int = 0) -> list[dict[str, Any]]:
     """``n`` clips with no speech and an empty target: real noise (sonic-pi CC0), coloured noise, silence.
 
     Half are real recorded noise where the sonic-pi samples are installed, a third of the rest
@@ -229,7 +229,7 @@ def nonspeech_rows(n: int, split: str, rng: np.random.Generator, out_dir: Path,
             level = 10 ** (rng.uniform(-50.0, -12.0) / 20)
         rms = float(np.sqrt(np.mean(noise ** 2))) or 1.0
         audio = (noise / rms * level).clip(-1, 1).astype(np.float32)
-        clip_id = f"{scenario}-{split}-{i}"
+        clip_id = f"{scenario}-{split}-{first_index + i}"
         path = out_dir / "sim" / split / f"{clip_id}.wav"
         write_audio(path, audio)
         rows.append({"id": clip_id, "audio": str(path), "text": "", "speaker": "none", "source": source,
@@ -289,14 +289,27 @@ SPLIT_SETTINGS = ("reserved_prompts", "tts_voices_train", "tts_voices_val", "use
                   "extra_texts", "extra_text_max_sentences")
 
 
-def merged_rows(cfg: DataConfig, split: str, own: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``cfg.merge_from``'s rows of ``split``, then ``own``; a row id seen before is kept once (the clean rows)."""
-    rows: list[dict[str, Any]] = []
+#: What an incremental build (``merge_new_only``) may add to the builds it merges: training utterances only.
+ADDITIVE_SETTINGS = ("extra_texts", "extra_text_max_sentences")
+
+
+def check_merge_sources(cfg: DataConfig) -> None:
+    """Refuse ``merge_from`` builds whose recorded split settings differ (checked before any rendering)."""
+    if cfg.merge_new_only and not cfg.merge_from:
+        raise ValueError("merge_new_only needs merge_from: the builds whose utterances are not rendered again")
+    checked = [k for k in SPLIT_SETTINGS if not (cfg.merge_new_only and k in ADDITIVE_SETTINGS)]
     for folder in cfg.merge_from:
         theirs = json.loads((Path(folder) / "summary.json").read_text())["config"]
-        differ = [k for k in SPLIT_SETTINGS if theirs.get(k) != getattr(cfg, k)]
+        differ = [k for k in checked if theirs.get(k) != getattr(cfg, k)]
         if differ:
             raise ValueError(f"merge_from {folder}: built with other split settings ({', '.join(differ)})")
+
+
+def merged_rows(cfg: DataConfig, split: str, own: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``cfg.merge_from``'s rows of ``split``, then ``own``; a row id seen before is kept once (the clean rows)."""
+    check_merge_sources(cfg)
+    rows: list[dict[str, Any]] = []
+    for folder in cfg.merge_from:
         rows += read_manifest(Path(folder) / f"{split}.jsonl")
     seen: set[str] = set()
     out = []
@@ -307,17 +320,40 @@ def merged_rows(cfg: DataConfig, split: str, own: list[dict[str, Any]]) -> list[
     return out
 
 
+def known_utterances(folders: list[str]) -> set[str]:
+    """Clean-utterance ids (telephone-band suffix removed) that the data ``folders`` already hold, any split."""
+    known: set[str] = set()
+    for folder in folders:
+        for split in ("train", "val"):
+            path = Path(folder) / f"{split}.jsonl"
+            if path.exists():
+                known |= {r["clean_id"].removesuffix("@8k") for r in read_manifest(path) if r.get("clean_id")}
+    return known
+
+
+def count_nonspeech(folders: list[str], split: str) -> int:
+    """Noise-only and silent clips in ``split`` of the data ``folders`` (where new ones start numbering)."""
+    return sum(r["scenario"] in (NOISE_ONLY, SILENT) for folder in folders
+               for r in read_manifest(Path(folder) / f"{split}.jsonl"))
+
+
 def build_datasets(cfg: DataConfig, base_model: str, threads: int = 2) -> dict[str, Path]:
     """Synthesise, simulate, score with the base model and write every manifest under ``cfg.out_dir``."""
     from service.scoring import corpus_score
     from training.whisper import Decoder, resolve_model
 
     out_dir = Path(cfg.out_dir)
+    check_merge_sources(cfg)
     guard = ReservedGuard.from_files(cfg.reserved_prompts, cfg.asterisk_transcripts)
     plan = plan_clean(cfg, guard)
     names = resolve_scenarios("all")
-    rows = {split: [] for split in plan} | render_all(plan_jobs(plan, cfg, names), cfg.severity_mapping, out_dir,
-                                                     cfg.workers)
+    jobs = plan_jobs(plan, cfg, names)
+    if cfg.merge_new_only:
+        known = known_utterances(cfg.merge_from)
+        jobs = [job for job in jobs if job.utt.id not in known]
+        log.info("incremental build: %d new utterances to render, %d already in %s",
+                    len(jobs), len(known), ", ".join(cfg.merge_from))
+    rows = {split: [] for split in plan} | render_all(jobs, cfg.severity_mapping, out_dir, cfg.workers)
     decoder = Decoder(resolve_model(base_model), threads=threads, device=cfg.device)
     for split in rows:
         # Clean copies need no WER (the curriculum grades degraded clips only): on a CPU the
@@ -325,8 +361,11 @@ def build_datasets(cfg: DataConfig, base_model: str, threads: int = 2) -> dict[s
         scored = [r for r in rows[split] if r["scenario"] != CLEAN]
         record_base_wer(scored, decoder)
     n_nonspeech = round(cfg.nonspeech_fraction * sum(r["scenario"] != CLEAN for r in rows["train"]))
-    rows["train"] += nonspeech_rows(n_nonspeech, "train", np.random.default_rng([cfg.seed, 0]), out_dir,
-                                    cfg.sonic_pi_dir)
+    # An incremental build numbers its noise clips after the merged builds' and draws them from another stream,
+    # so they neither collide with nor repeat the clips already there.
+    first = count_nonspeech(cfg.merge_from, "train") if cfg.merge_new_only else 0
+    rng = np.random.default_rng([cfg.seed, 0] if first == 0 else [cfg.seed, 0, first])
+    rows["train"] += nonspeech_rows(n_nonspeech, "train", rng, out_dir, cfg.sonic_pi_dir, first_index=first)
     rows = {split: merged_rows(cfg, split, own) if cfg.merge_from else own for split, own in rows.items()}
     paths = {split: write_manifest(r, out_dir / f"{split}.jsonl") for split, r in rows.items()}
     degraded = [r for r in rows["train"] if r["scenario"] not in (CLEAN, NOISE_ONLY, SILENT)]
@@ -338,7 +377,7 @@ def build_datasets(cfg: DataConfig, base_model: str, threads: int = 2) -> dict[s
         "counts": {k: len(read_manifest(p)) for k, p in paths.items()},
         "speakers": {s: sorted({r["speaker"] for r in r_}) for s, r_ in rows.items()},
         "learnable_train": len(learnable(degraded, cfg.learnability_max_wer)),
-        "nonspeech_train": n_nonspeech,
+        "nonspeech_train": sum(r["scenario"] in (NOISE_ONLY, SILENT) for r in rows["train"]),
         "narrowband_clean_train": sum(r["scenario"] == CLEAN and r["id"].endswith("@8k") for r in rows["train"]),
         "dropped_by_learnability": len(degraded) - len(learnable(degraded, cfg.learnability_max_wer)),
         "scenario_counts_train": dict(Counter(r["scenario"] for r in degraded)),

@@ -178,3 +178,66 @@ def test_merge_from_joins_the_splits_and_keeps_shared_rows_once(tmp_path):
     other = _data_folder(tmp_path, "other", DataConfig(val_sentence_fraction=0.3), {"train": [old], "val": []})
     with pytest.raises(ValueError, match="val_sentence_fraction"):
         merged_rows(DataConfig(merge_from=[other]), "train", [new])
+
+
+class _CountingDecoder:
+    """Stands in for the base model: says nothing, and counts the clips it was asked to decode."""
+
+    decoded = 0
+
+    def __init__(self, *args, **kwargs) -> None:
+        pass
+
+    def __call__(self, batch: list) -> list[str]:
+        _CountingDecoder.decoded += len(batch)
+        return [""] * len(batch)
+
+
+def test_incremental_build_renders_and_grades_only_the_new_utterances(tmp_path, librivox, monkeypatch):
+    """``merge_new_only``: an earlier build's clips are reused, the new source's utterances alone are rendered."""
+    import training.data
+    import training.whisper
+    from training.data import build_datasets, read_manifest
+    from training.sources import librivox_utterances
+
+    monkeypatch.setattr(training.whisper, "Decoder", _CountingDecoder)
+    monkeypatch.setattr(training.whisper, "resolve_model", lambda name: name)
+    utts = librivox_utterances(DataConfig().librivox_dir)[:4]
+    old_plan = {"train": utts[:2], "val": utts[3:]}
+    new_plan = {"train": utts[:3], "val": utts[3:]}  # utts[2] plays the extra text
+    settings = {"train_copies": 2, "val_copies": 1, "nonspeech_fraction": 0.5, "scenario_weighting": "uniform"}
+
+    monkeypatch.setattr(training.data, "plan_clean", lambda cfg, guard: old_plan)
+    _CountingDecoder.decoded = 0
+    old = DataConfig(out_dir=str(tmp_path / "old"), **settings)
+    build_datasets(old, "fake")
+    assert _CountingDecoder.decoded == 2 * 2 + 1
+
+    monkeypatch.setattr(training.data, "plan_clean", lambda cfg, guard: new_plan)
+    _CountingDecoder.decoded = 0
+    new = DataConfig(out_dir=str(tmp_path / "new"), merge_from=[old.out_dir], merge_new_only=True,
+                     extra_texts=["prose.txt"], **settings)
+    build_datasets(new, "fake")
+    assert _CountingDecoder.decoded == 2  # the new utterance's two copies; nothing of the old build again
+    old_train = read_manifest(tmp_path / "old" / "train.jsonl")
+    new_train = read_manifest(tmp_path / "new" / "train.jsonl")
+    assert new_train[:len(old_train)] == old_train
+    added = new_train[len(old_train):]
+    assert {r["clean_id"] for r in added if r["clean_id"]} == {utts[2].id}
+    noise = [r["id"] for r in new_train if r["scenario"] in ("noise_only", "silent")]
+    assert len(noise) == len(set(noise)) == 2 + 1  # the old build's two, then one more numbered after them
+    assert read_manifest(tmp_path / "new" / "val.jsonl") == read_manifest(tmp_path / "old" / "val.jsonl")
+    assert not (tmp_path / "new" / "sim" / "val").exists()
+
+
+def test_incremental_build_may_differ_in_extra_text_only(tmp_path):
+    from training.data import check_merge_sources
+
+    older = _data_folder(tmp_path, "r3", DataConfig(), {"train": [], "val": []})
+    check_merge_sources(DataConfig(merge_from=[older], merge_new_only=True, extra_texts=["devil.dict.dz"]))
+    with pytest.raises(ValueError, match="extra_texts"):
+        check_merge_sources(DataConfig(merge_from=[older], extra_texts=["devil.dict.dz"]))
+    with pytest.raises(ValueError, match="max_words"):
+        check_merge_sources(DataConfig(merge_from=[older], merge_new_only=True, max_words=12))
+    with pytest.raises(ValueError, match="needs merge_from"):
+        check_merge_sources(DataConfig(merge_new_only=True))
