@@ -6,13 +6,15 @@ call carries at most 64 MiB *including the working tree* (~22 MB of committed ch
 whisper-tiny.en weights alone compress to ~68 MB, so the kit is split in N parts (2 while they fit, more as
 the working tree grows) sent in N calls to the same warm machine (docs/training.md, "GPU run"):
 
-* ``.gpu/part1``: the first slice of the model archive and the Python wheels the machine lacks;
+The payload (``training/kit_payload.py``) is the model archive followed by the clean TTS speech of the recipe's
+plan (flite, rendered here and stored as Opus, since flite cannot run there), cut over the parts as one stream:
+
+* ``.gpu/part1``: the first payload slice and the Python wheels the machine lacks;
   ``scripts/device_stage1.sh`` stages them under ``.gpu-stage/`` (ignored, so kept between calls).
 * ``.gpu/part2`` .. ``part{N-1}`` (only when N > 2): further slices, staged by
   ``scripts/device_stage1.sh .gpu/partK``.
-* ``.gpu/part{N}``: the last slice, the clean TTS speech of the recipe's plan (flite, rendered here and
-  stored as Opus, since flite cannot run there), the held-out data (reserved Allison prompts, LibriVox
-  reader, a sonic-pi noise subset) and ``kit.json`` (checksum, part count, recipe);
+* ``.gpu/part{N}``: the last slice, the held-out data (reserved Allison prompts, LibriVox reader, the extra
+  texts, a sonic-pi noise subset) and ``kit.json`` (checksums, part count, recipe);
   ``scripts/device_train.sh`` checks and unpacks everything and runs the recipe.
 
 Usage: ``python scripts/device_kit.py [--config training/configs/tiny-en-gpu.toml] [--variant OTHER.toml ...]``
@@ -23,7 +25,6 @@ size against the limit and the calls to make.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import json
 import shutil
@@ -37,6 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from training import kit_payload
 from training.config import DataConfig, load_config
 from training.variants import variant_dirs
 
@@ -166,17 +168,18 @@ NOISE_SAFETY = 64 * 2**10  # tar headers and xz framing around the noise files
 
 
 def plan_parts(archive: int, first_fixed: int, last_fixed: int, budget: int) -> tuple[int, list[int]]:
-    """(noise bytes, model-archive bytes per part) for a kit whose parts each hold ``budget`` bytes.
+    """(noise bytes, payload bytes per part) for a kit whose parts each hold ``budget`` bytes.
 
     Why: every extra part is one more device call (~25 s of device time, and the machine must still be warm), so
     two parts are used while the noise subset can keep at least NOISE_MIN_BYTES beside them; the noise takes the
     room left, up to NOISE_MAX_BYTES. When two parts cannot hold that, the noise gets its full size and the archive
-    is cut over as many parts as it needs. ``first_fixed``: part 1's other files (wheels); ``last_fixed``: the
-    last part's files besides the noise (clean speech, the rest of the held-out data, kit.json).
+    is cut over as many parts as it needs. ``archive``: the payload (model archive and clean speech);
+    ``first_fixed``: part 1's other files (wheels); ``last_fixed``: the last part's files besides the noise
+    (the rest of the held-out data, kit.json).
     """
     if first_fixed > budget or last_fixed + NOISE_MIN_BYTES + NOISE_SAFETY > budget:
         raise SystemExit(f"device_kit: does not fit: a part holds {budget / 1e6:.1f} MB, part 1 needs "
-                         f"{first_fixed / 1e6:.1f} MB and the last part {last_fixed / 1e6:.1f} MB before the model")
+                         f"{first_fixed / 1e6:.1f} MB and the last part {last_fixed / 1e6:.1f} MB before the payload")
     free = 2 * budget - first_fixed - last_fixed - archive - NOISE_SAFETY
     noise = min(NOISE_MAX_BYTES, free) if free >= NOISE_MIN_BYTES else NOISE_MAX_BYTES
     last_room = max(0, budget - last_fixed - noise - NOISE_SAFETY)
@@ -185,10 +188,6 @@ def plan_parts(archive: int, first_fixed: int, last_fixed: int, budget: int) -> 
         slices.append(min(budget, archive - sum(slices)))
     slices.append(archive - sum(slices))
     return noise, slices
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def folder_bytes(folder: Path) -> int:
@@ -208,26 +207,24 @@ def build(config: Path, variants: tuple[Path, ...] = ()) -> dict:
 
     wheels = download_wheels(first / "wheels")
     data = system_config(cfg.data)  # the recipe's sources, read from this machine's packages
-    speakers = clean_speech(data, last / "clean.tar")
-    archive = model_archive(cfg.sft.base_model)
+    speakers = clean_speech(data, KIT / "clean.tar")
+    payload, payload_fields = kit_payload.pack(model_archive(cfg.sft.base_model), (KIT / "clean.tar").read_bytes())
+    (KIT / "clean.tar").unlink()
     held_out_data(data, last / "data.tar.xz", noise_bytes=0)  # sized without noise, then rebuilt with it
-    noise_bytes, slices = plan_parts(len(archive), folder_bytes(first), folder_bytes(last) + 4096, budget)
+    noise_bytes, slices = plan_parts(len(payload), folder_bytes(first), folder_bytes(last) + 4096, budget)
     data_members = held_out_data(data, last / "data.tar.xz", noise_bytes)
     n = len(slices)
     parts = [KIT / f"part{k}" for k in range(1, n + 1)]
     first.rename(parts[0])
     last.rename(parts[-1])
-    start = 0
-    for k, (part, size) in enumerate(zip(parts, slices), start=1):
+    for k, (part, piece) in enumerate(zip(parts, kit_payload.cut(payload, slices)), start=1):
         part.mkdir(exist_ok=True)
-        (part / f"model.tar.xz.{k}").write_bytes(archive[start:start + size])
-        start += size
+        (part / f"payload.{k}").write_bytes(piece)
     kit = {
         "recipe": str(config.relative_to(ROOT) if config.is_absolute() else config),
         "base_model": cfg.sft.base_model,
         "parts": n,
-        "model_archive_sha256": sha256(archive),
-        "model_archive_bytes": len(archive),
+        **payload_fields,
         "wheels": [w.name for w in wheels],
         "clean_speech": {"utterances": speakers, "format": OPUS_KBPS_NOTE},
         "data": data_members,
@@ -258,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     kit = build(args.config, tuple(args.variant))
     print(f"kit for {kit['recipe']}: {sum(kit['clean_speech']['utterances'].values())} clean utterances, "
-          f"{len(kit['wheels'])} wheels, {len(kit['data'])} data files, model {kit['model_archive_bytes'] / 1e6:.1f} MB")
+          f"{len(kit['wheels'])} wheels, {len(kit['data'])} data files, model {kit['model_archive_bytes'] / 1e6:.1f} MB, "
+          f"clean speech {kit['clean_tar_bytes'] / 1e6:.1f} MB")
     return 0
 
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # GPU run, the calls before the last (docs/training.md, "GPU run"): stage one kit part on the warm machine.
-# The carry limit (64 MiB with the working tree) is below what a run needs, so the model archive is cut over
-# N parts sent in N calls to the *same* machine: `device_stage1.sh .gpu/part1` (the default) starts a fresh
-# stage in .gpu-stage/ (git-ignored, so the device keeps it between calls) with the first model slice, installs
+# The carry limit (64 MiB with the working tree) is below what a run needs, so the payload (model archive, then the
+# clean speech: training/kit_payload.py) is cut over N parts sent in N calls to the *same* machine:
+# `device_stage1.sh .gpu/part1` (the default) starts a fresh
+# stage in .gpu-stage/ (git-ignored, so the device keeps it between calls) with the first payload slice, installs
 # the wheels there and checks that the training code imports and sees the GPU: seconds. When the kit has more
 # than 2 parts, `device_stage1.sh .gpu/partK` adds slice K. The last part goes with scripts/device_train.sh.
 # Send each next call at once: a machine idle for ~30 s is given back, and .gpu-stage/ with it.
@@ -18,13 +19,13 @@ mkdir -p "$out"
 start=$SECONDS
 [ -d "$part" ] || { echo "device_stage1: $part is missing: build the kit (python scripts/device_kit.py) and carry $part" >&2; exit 2; }
 shopt -s nullglob
-slices=("$part"/model.tar.xz.*)
-[ ${#slices[@]} -eq 1 ] || { echo "device_stage1: $part holds ${#slices[@]} model slices, not 1" >&2; exit 2; }
-if [ -f "$part/model.tar.xz.1" ]; then
+slices=("$part"/payload.*)
+[ ${#slices[@]} -eq 1 ] || { echo "device_stage1: $part holds ${#slices[@]} payload slices, not 1" >&2; exit 2; }
+if [ -f "$part/payload.1" ]; then
     rm -rf "$stage_dir"
     mkdir -p "$stage_dir"
-elif [ ! -f "$stage_dir/model.tar.xz.1" ]; then
-    echo "device_stage1: no $stage_dir/model.tar.xz.1: call 1 (scripts/device_stage1.sh) did not run on this machine (it was given back between the calls); start again with call 1" >&2
+elif [ ! -f "$stage_dir/payload.1" ]; then
+    echo "device_stage1: no $stage_dir/payload.1: call 1 (scripts/device_stage1.sh) did not run on this machine (it was given back between the calls); start again with call 1" >&2
     exit 2
 fi
 cp "${slices[0]}" "$stage_dir/"

@@ -25,7 +25,7 @@ exec > >(tee -a "$out/train.log") 2>&1
 fail() { echo "device_train: $*" >&2; exit 2; }
 kit_dir=""
 if [ "${REUSE_DATA:-0}" != 1 ]; then
-    [ -f "$stage_dir/model.tar.xz.1" ] || fail "no $stage_dir/model.tar.xz.1: call 1 (scripts/device_stage1.sh) did not run on this machine (it was given back between the calls); start again with call 1"
+    [ -f "$stage_dir/payload.1" ] || fail "no $stage_dir/payload.1: call 1 (scripts/device_stage1.sh) did not run on this machine (it was given back between the calls); start again with call 1"
     shopt -s nullglob
     kits=(.gpu/part*/kit.json)
     [ ${#kits[@]} -eq 1 ] || fail "found ${#kits[@]} kit.json under .gpu/part*/, not 1: carry the kit's last part (built by scripts/device_kit.py)"
@@ -66,26 +66,28 @@ if [ "${REUSE_DATA:-0}" = 1 ]; then
     reuse=1
     echo "== unpack, data: reused ($data_dir, built by an earlier call)"
 fi
-# Unpack: model (checksummed), held-out data, clean speech (Opus -> the wav cache `train data` reads).
+# Unpack: the payload (model and clean speech, checksummed), held-out data; clean speech Opus -> the wav cache `train data` reads.
 [ $reuse = 1 ] || stage unpack "$py" - "$config" <<'PY'
-import hashlib, io, json, os, sys, tarfile
+import io, json, os, sys, tarfile
 from pathlib import Path
 import soundfile as sf
 from training.config import load_config
+from training.kit_payload import unpack
 from training.sources import write_audio
 
 kit_dir = Path(os.environ["KIT_DIR"])
 kit = json.loads((kit_dir / "kit.json").read_text())
-n_parts = kit.get("parts", 2)  # kits built before the N-part split had 2 and no count
-slices = [Path(os.environ["KIT_STAGE"], f"model.tar.xz.{k}") for k in range(1, n_parts)]
-slices.append(kit_dir / f"model.tar.xz.{n_parts}")
+n_parts = kit["parts"]
+slices = [Path(os.environ["KIT_STAGE"], f"payload.{k}") for k in range(1, n_parts)]
+slices.append(kit_dir / f"payload.{n_parts}")
 for k, path in enumerate(slices, start=1):
     if not path.is_file():
         sys.exit(f"device_train: no {path}: call {k} (scripts/device_stage1.sh .gpu/part{k}) did not run on this "
                  "machine; start again with call 1")
-archive = b"".join(path.read_bytes() for path in slices)
-if hashlib.sha256(archive).hexdigest() != kit["model_archive_sha256"]:
-    sys.exit(f"device_train: the model archive's checksum differs: the {n_parts} parts come from different kits")
+try:
+    archive, clean_tar = unpack([path.read_bytes() for path in slices], kit)
+except ValueError as err:
+    sys.exit(f"device_train: {err}")
 cfg = load_config(sys.argv[1])
 if cfg.sft.base_model != kit["base_model"]:
     sys.exit(f"device_train: the kit holds {kit['base_model']}, the recipe wants {cfg.sft.base_model}")
@@ -97,7 +99,7 @@ with tarfile.open(kit_dir / "data.tar.xz") as tar:
     tar.extractall(".gpu/data", filter="data")
 clean = Path(cfg.data.out_dir) / "clean"
 n = 0
-with tarfile.open(kit_dir / "clean.tar") as tar:
+with tarfile.open(fileobj=io.BytesIO(clean_tar)) as tar:
     for member in tar:
         audio, sr = sf.read(io.BytesIO(tar.extractfile(member).read()), dtype="float32")
         assert sr == 16000, (member.name, sr)

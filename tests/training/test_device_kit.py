@@ -123,13 +123,13 @@ def test_a_later_stage_call_without_call_one_says_so(tmp_path):
     """Slice K>1 staged on a machine that lost call 1's stage: exit 2 and the reason, nothing staged."""
     part = tmp_path / ".gpu" / "part2"
     part.mkdir(parents=True)
-    (part / "model.tar.xz.2").write_bytes(b"slice")
+    (part / "payload.2").write_bytes(b"slice")
     result = subprocess.run(["bash", str(ROOT / "scripts/device_stage1.sh"), str(part)], capture_output=True,
                             text=True, env={"PATH": "/usr/bin:/bin", "KIT_STAGE": str(tmp_path / "stage"),
                                             "OUT": str(tmp_path / "out")}, timeout=60, check=False)
     assert result.returncode == 2
     assert "call 1 (scripts/device_stage1.sh) did not run on this machine" in result.stderr
-    assert not (tmp_path / "stage" / "model.tar.xz.2").exists()
+    assert not (tmp_path / "stage" / "payload.2").exists()
 
 
 def test_reusing_data_that_is_not_there_says_so(tmp_path):
@@ -153,3 +153,37 @@ def test_extra_texts_travel_in_the_kit_and_map_back_here():
     assert kit.system_config(cfg.model_copy(update={"extra_texts": []})).extra_texts == []
     with pytest.raises(KeyError):  # a text the kit does not know how to carry is refused before the build
         kit.system_config(cfg.model_copy(update={"extra_texts": [".gpu/data/texts/unknown.txt"]}))
+
+
+def test_the_payload_round_trips_over_any_cut_and_refuses_mixed_kits():
+    """Model archive and clean speech travel as one stream cut to each part's room (training/kit_payload.py)."""
+    from training import kit_payload
+
+    archive, clean = bytes(range(256)) * 40, b"clean speech tar " * 300
+    payload, fields = kit_payload.pack(archive, clean)
+    kit = {"parts": 3, **fields}
+    for sizes in ([len(payload) - 10, 5, 5], [100, len(archive), len(payload) - 100 - len(archive)], [0, 0, len(payload)]):
+        assert kit_payload.unpack(kit_payload.cut(payload, sizes), kit) == (archive, clean)
+    pieces = kit_payload.cut(payload, [4000, 4000, len(payload) - 8000])
+    with pytest.raises(ValueError, match="checksum differs"):
+        kit_payload.unpack([pieces[1], pieces[0], pieces[2]], kit)  # same bytes, wrong order
+    other, _ = kit_payload.pack(archive, clean.upper())
+    with pytest.raises(ValueError, match="clean tar's checksum"):
+        kit_payload.unpack([*pieces[:2], other[8000:]], kit)
+    with pytest.raises(ValueError, match="a slice is missing"):
+        kit_payload.unpack(pieces[:2], kit)
+    with pytest.raises(ValueError, match="older scripts/device_kit.py"):
+        kit_payload.unpack(pieces, {"parts": 3, "model_archive_bytes": len(archive)})
+    with pytest.raises(ValueError, match="add up"):
+        kit_payload.cut(payload, [1, 2])
+
+
+def test_more_clean_speech_costs_parts_not_a_refusal():
+    """The last part no longer has to hold all the clean speech: a 50 MB text set spreads over the parts."""
+    kit = _kit_module()
+    mb = 1_000_000
+    budget, model, first, last = 44 * mb, 68 * mb, 8 * mb, 6 * mb
+    small = kit.plan_parts(model + 13 * mb, first, last, budget)[1]
+    large = kit.plan_parts(model + 51 * mb, first, last, budget)[1]
+    assert len(large) > len(small) and sum(large) == model + 51 * mb
+    assert all(s <= budget for s in large) and large[0] + first <= budget
