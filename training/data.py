@@ -352,7 +352,7 @@ def build_datasets(cfg: DataConfig, base_model: str, threads: int = 2) -> dict[s
         known = known_utterances(cfg.merge_from)
         jobs = [job for job in jobs if job.utt.id not in known]
         log.info("incremental build: %d new utterances to render, %d already in %s",
-                    len(jobs), len(known), ", ".join(cfg.merge_from))
+                 len(jobs), len(known), ", ".join(cfg.merge_from))
     rows = {split: [] for split in plan} | render_all(jobs, cfg.severity_mapping, out_dir, cfg.workers)
     decoder = Decoder(resolve_model(base_model), threads=threads, device=cfg.device)
     for split in rows:
