@@ -17,7 +17,7 @@ plan (flite, rendered here and stored as Opus, since flite cannot run there), cu
   texts, a sonic-pi noise subset) and ``kit.json`` (checksums, part count, recipe);
   ``scripts/device_train.sh`` checks and unpacks everything and runs the recipe.
 
-Usage: ``python scripts/device_kit.py [--config training/configs/tiny-en-gpu.toml] [--variant OTHER.toml ...]``
+Usage: ``python scripts/device_kit.py [--config training/configs/tiny-en-gpu.toml] [--variant OTHER.toml ...] [--train rl]``
 (variants: recipes with the same ``[data]``, trained beside the first on its clips); it prints each part's
 size against the limit and the calls to make.
 """
@@ -194,9 +194,9 @@ def folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
-def build(config: Path, variants: tuple[Path, ...] = ()) -> dict:
+def build(config: Path, variants: tuple[Path, ...] = (), train: str = "sft") -> dict:
     cfg = load_config(config)
-    variant_dirs([config, *variants])  # variants train on the recipe's clips: refuse before the long build
+    variant_dirs([config, *variants], train)  # variants train on the recipe's clips: refuse before the long build
     if KIT.exists():
         shutil.rmtree(KIT)
     first, last = KIT / "first", KIT / "last"  # renamed part1 / partN once N is known
@@ -243,7 +243,8 @@ def build(config: Path, variants: tuple[Path, ...] = ()) -> dict:
     for k in range(1, n):
         print(f"  carry [\".gpu/part{k}\"]: bash scripts/device_stage1.sh .gpu/part{k}")
     names = " ".join([kit["recipe"], *(str(v) for v in variants)])
-    print(f"  carry [\".gpu/part{n}\"], timeout_s 600: bash scripts/device_train.sh {names}")
+    env = "" if train == "sft" else f"TRAIN={train} "
+    print(f"  carry [\".gpu/part{n}\"], timeout_s 600: {env}bash scripts/device_train.sh {names}")
     return kit
 
 
@@ -252,8 +253,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, default=Path("training/configs/tiny-en-gpu.toml"))
     parser.add_argument("--variant", type=Path, action="append", default=[],
                         help="a recipe trained beside --config on its clips (same [data]; repeatable)")
+    parser.add_argument("--train", choices=("sft", "rl"), default="sft",
+                        help="the stage device_train.sh trains (its TRAIN): rl runs DG-WGPO from each [rl].init")
     args = parser.parse_args(argv)
-    kit = build(args.config, tuple(args.variant))
+    kit = build(args.config, tuple(args.variant), args.train)
     print(f"kit for {kit['recipe']}: {sum(kit['clean_speech']['utterances'].values())} clean utterances, "
           f"{len(kit['wheels'])} wheels, {len(kit['data'])} data files, model {kit['model_archive_bytes'] / 1e6:.1f} MB, "
           f"clean speech {kit['clean_tar_bytes'] / 1e6:.1f} MB")

@@ -6,6 +6,8 @@
 # stage's wall time is printed, and results are copied to $OUT after every stage, so a
 # run stopped at the call's limit still returns what it finished.
 # Usage: scripts/device_train.sh [CONFIG [VARIANT_CONFIG ...]]   (variants: same [data], trained side by side)
+# TRAIN=rl trains each variant with `train rl` (DG-WGPO from its [rl].init, e.g. the shipped bundle) in place of
+# `train sft`; evaluation and export then read [rl].out_dir/final (GPU run 3).
 # Env: REUSE_DATA (1: skip unpack and train data, reuse an earlier call's clips), DEVICE (cuda), PY (python3), BUDGET_S (540: an optional stage
 # starts only if its measured size still fits in it; TESTS=0 skips the tests), KIT_STAGE (.gpu-stage), ROUTER (checkpoints/whisper-tiny.en-robust/router), KIT_WHEELS (skip: use PY's packages).
 set -euo pipefail
@@ -14,6 +16,8 @@ configs=("$@")
 [ ${#configs[@]} -gt 0 ] || configs=(training/configs/tiny-en-gpu.toml)
 config="${configs[0]}"  # the kit's recipe: its [data] builds the clips every variant trains on
 device="${DEVICE:-cuda}"
+train="${TRAIN:-sft}"
+[ "$train" = sft ] || [ "$train" = rl ] || { echo "device_train: TRAIN must be sft or rl, got $train" >&2; exit 2; }
 py="${PY:-python3}"
 budget="${BUDGET_S:-540}"
 router="${ROUTER:-checkpoints/whisper-tiny.en-robust/router}"
@@ -48,11 +52,11 @@ stage() {  # stage NAME COMMAND...: run it, print and log its wall time and exit
 # training/variants.py before any device time is spent), each with its own sft/eval folders; their stages run at
 # once (a tiny model leaves most of the GPU and cores idle), each variant's results in $res/NAME/ (NAME = the
 # config's file name without .toml; its log of each stage there as STAGE.log), packed into $OUT (below).
-variant_rows="$("$py" -m training.variants "${configs[@]}")" || exit 2
+variant_rows="$("$py" -m training.variants --stage "$train" "${configs[@]}")" || exit 2
 variants=()
-declare -A sft_dir eval_dir config_of
-while read -r name sft evl; do
-    variants+=("$name"); sft_dir[$name]=$sft; eval_dir[$name]=$evl; mkdir -p "$res/$name"
+declare -A train_dir eval_dir config_of  # train_dir: the [sft] or [rl] out_dir (TRAIN), its final/ is evaluated
+while read -r name tdir evl; do
+    variants+=("$name"); train_dir[$name]=$tdir; eval_dir[$name]=$evl; mkdir -p "$res/$name"
 done <<< "$variant_rows"
 for k in "${!variants[@]}"; do config_of[${variants[$k]}]=${configs[$k]}; done
 
@@ -142,24 +146,24 @@ pack() {
         fi
     done
 }
-sft_one() {
-    "${cli[@]}" train sft --config "${config_of[$1]}" --device "$device" || return
-    cp "${sft_dir[$1]}/metrics.jsonl" "$res/$1/sft-metrics.jsonl"
+train_one() {
+    "${cli[@]}" train "$train" --config "${config_of[$1]}" --device "$device" || return
+    cp "${train_dir[$1]}/metrics.jsonl" "$res/$1/$train-metrics.jsonl"
 }
 eval_into() {  # eval_into NAME FOLDER RESULT [EVAL ARGS...]
     local v=$1 dir=$2 dest=$3
     shift 3
-    "${cli[@]}" eval --config "${config_of[$v]}" --device "$device" --robust "${sft_dir[$v]}/final" \
+    "${cli[@]}" eval --config "${config_of[$v]}" --device "$device" --robust "${train_dir[$v]}/final" \
         --router "$router" --out "$dir" "$@" || return
     mkdir -p "$res/$v/$dest"
     cp "$dir/summary.json" "$dir/clips.jsonl" "$dir/robust_hyps.json" "$res/$v/$dest/"
 }
 eval_std_one() { eval_into "$1" "${eval_dir[$1]}" eval-std; }
-eval_fresh_one() { eval_into "$1" "$(dirname "${sft_dir[$1]}")/replica" eval-fresh --seed 2026 --clips-per-scenario 4; }
+eval_fresh_one() { eval_into "$1" "$(dirname "${train_dir[$1]}")/replica" eval-fresh --seed 2026 --clips-per-scenario 4; }
 export_one() {
     local dir
-    dir="$(dirname "${sft_dir[$1]}")"
-    "${cli[@]}" export --config "${config_of[$1]}" --robust "${sft_dir[$1]}/final" --router "$router" \
+    dir="$(dirname "${train_dir[$1]}")"
+    "${cli[@]}" export --config "${config_of[$1]}" --robust "${train_dir[$1]}/final" --router "$router" \
         --eval-summary "${eval_dir[$1]}/summary.json" --no-merged --out "$dir/bundle" || return
     rm -rf "$res/$1/bundle" && cp -r "$dir/bundle" "$res/$1/bundle"
     rm -r "$res/$1/bundle/router"  # the shipped one ($ROUTER): the machine here has it
@@ -174,7 +178,7 @@ each_packed() { local rc=0; each "$@" || rc=$?; pack; return $rc; }
 
 [ $reuse = 1 ] || stage data "${cli[@]}" train data --config "$config" --device "$device"
 cp "$data_dir/summary.json" "$out/data-summary.json"
-each_packed sft sft_one
+each_packed "$train" train_one
 each_packed eval eval_std_one
 each_packed export export_one
 # Optional stages, each only if it still fits the budget at its size measured on the H200 (2026-11-27, one variant:

@@ -158,7 +158,9 @@ class SFTConfig(_Strict):
 class RLConfig(_Strict):
     """DG-WGPO: GRPO advantages, DAPO clipped loss, KL to the reference (§4)."""
 
-    init: str = "runs/tiny/sft/final"  # a merged SFT checkpoint folder (or registry name)
+    #: A merged SFT checkpoint folder (or registry name), or a served bundle (``megaasr export``): RL then
+    #: starts from its base model plus its adapter, and the exported RL bundle carries both (GPU run 3).
+    init: str = "runs/tiny/sft/final"
     out_dir: str = "runs/tiny/rl"
     lora: LoraConfig = LoraConfig()
     scope: Literal["upper_encoder", "decoder", "joint"] = "joint"
@@ -186,6 +188,11 @@ class RLConfig(_Strict):
     seed: int = 0
     threads: int = 2
     device: Device = "cpu"
+    #: Wall-clock limit of the step loop (None: run all ``steps``). A lent GPU call is 10 minutes and the
+    #: step time there is unknown before the first run, so the loop ends after the step that crosses it;
+    #: the schedule still spans ``steps`` (a cut run ends before its learning rate has decayed) and the
+    #: metrics log says where it stopped.
+    max_minutes: Annotated[float, Field(gt=0)] | None = None
 
 
 class RouterTrainConfig(_Strict):

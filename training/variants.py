@@ -4,8 +4,9 @@ Why: a lent GPU call is 10 minutes and a tiny model leaves most of the GPU idle,
 train at once after one ``train data``; that is only sound if they read the same clips with the same base model
 and write to different folders, which this checks before any device time is spent.
 
-``python -m training.variants CONFIG [CONFIG ...]`` prints ``NAME SFT_DIR EVAL_DIR`` per variant (NAME: the
-file name without ``.toml``) or exits 2 with the reason.
+``python -m training.variants [--stage rl] CONFIG [CONFIG ...]`` prints ``NAME TRAIN_DIR EVAL_DIR`` per variant
+(NAME: the file name without ``.toml``; TRAIN_DIR: the ``[sft]`` out_dir, or ``[rl]``'s with ``--stage rl``, the
+stage the device run trains: GPU run 3 trains DG-WGPO variants from the shipped bundle) or exits 2 with the reason.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from pathlib import Path
 from training.config import load_config
 
 
-def variant_dirs(paths: list[str | Path]) -> list[tuple[str, str, str]]:
-    """``(name, sft out_dir, eval out_dir)`` per recipe; ValueError if they cannot share one data stage."""
+def variant_dirs(paths: list[str | Path], stage: str = "sft") -> list[tuple[str, str, str]]:
+    """``(name, the stage's out_dir, eval out_dir)`` per recipe; ValueError if they cannot share one data stage."""
+    if stage not in ("sft", "rl"):
+        raise ValueError(f"stage must be sft or rl, got {stage!r}")
     if not paths:
         raise ValueError("no recipe given")
     names = [Path(p).stem for p in paths]
@@ -30,15 +33,19 @@ def variant_dirs(paths: list[str | Path]) -> list[tuple[str, str, str]]:
             raise ValueError(f"{name} builds other clips than {names[0]}: variants share one [data]")
         if cfg.sft.base_model != first.sft.base_model:
             raise ValueError(f"{name} adapts {cfg.sft.base_model}, {names[0]} {first.sft.base_model}")
-    dirs = [c.sft.out_dir for c in cfgs] + [c.eval.out_dir for c in cfgs]
+    train_dirs = [getattr(c, stage).out_dir for c in cfgs]
+    dirs = train_dirs + [c.eval.out_dir for c in cfgs]
     if len(set(dirs)) != len(dirs):
-        raise ValueError("variants need distinct [sft] and [eval] out_dir (one would overwrite another)")
-    return [(name, cfg.sft.out_dir, cfg.eval.out_dir) for name, cfg in zip(names, cfgs)]
+        raise ValueError(f"variants need distinct [{stage}] and [eval] out_dir (one would overwrite another)")
+    return [(name, train_dir, cfg.eval.out_dir) for name, train_dir, cfg in zip(names, train_dirs, cfgs)]
 
 
 def main(argv: list[str]) -> int:
+    stage = "sft"
+    if argv[:1] == ["--stage"]:
+        stage, argv = (argv[1] if len(argv) > 1 else ""), argv[2:]
     try:
-        rows = variant_dirs(argv)
+        rows = variant_dirs(argv, stage)
     except (ValueError, OSError) as err:
         print(f"device_train: {err}", file=sys.stderr)
         return 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from tests.conftest import model_dir
@@ -90,3 +91,97 @@ def test_rollouts_are_k_per_clip_and_reproducible(tmp_path):
     for resp, done in zip(responses, finished):
         assert 1 <= len(resp) <= 12 and (resp[-1] == vocab.eot) == done
         assert resp[0] >= vocab.timestamp_begin  # the served timestamp rules apply: a timestamp first
+
+
+def _bundle_of(model_path, folder):
+    """A served bundle: the tiny model's name plus a LoRA whose B is random (a real, non-zero adapter)."""
+    import json
+
+    model, _, _ = load_model(str(model_path))
+    peft_model = add_lora(model, "joint", 1, 4, 8, 0.0)
+    torch.manual_seed(3)
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0.0, 0.05)
+    peft_model.save_pretrained(folder / "adapter")
+    (folder / "bundle.json").write_text(json.dumps(
+        {"format": "megaasr-bundle/1", "base_model": str(model_path), "adapter": "adapter", "merged": None,
+         "router": None, "router_threshold": 0.5}))
+    return folder
+
+
+def _real_model_workspace(root):
+    """The spoken clips as train and val splits, with real tiny.en: RL validates with the served decoder,
+    which needs Whisper's 30-s window (the tiny random model has a 1-s one)."""
+    from tests.training.helpers import write_jsonl
+
+    rows = spoken_rows(root / "audio")
+    (root / "data").mkdir()
+    write_jsonl(rows, root / "data" / "train.jsonl")
+    write_jsonl(rows, root / "data" / "val.jsonl")
+    return root, model_dir("whisper-tiny.en"), rows
+
+
+@pytest.mark.slow
+def test_rl_starts_from_a_served_bundle_and_its_export_equals_the_rl_model(tmp_path):
+    """init = a bundle: RL starts from base + its adapter, and export's combined adapter reproduces rl/final."""
+    import json
+
+    from training.export import apply_adapter, combine_adapters
+    from training.rl import start_checkpoint, train_rl
+
+    root, model_path, rows = _real_model_workspace(tmp_path)
+    bundle = _bundle_of(model_path, tmp_path / "bundle")
+    start = start_checkpoint(str(bundle), tmp_path / "rl")
+    base, processor, _ = load_model(str(model_path))
+    features = FeatureMaker(processor, base.config)([read_audio(r["audio"]) for r in rows])
+    ids = torch.tensor([[50257, 50363, 1000, 2000]] * len(rows))
+
+    def logits(model):
+        with torch.no_grad():
+            return model.eval()(input_features=features, decoder_input_ids=ids).logits
+
+    torch.testing.assert_close(logits(load_model(start)[0]), logits(apply_adapter(base, bundle / "adapter")),
+                               atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(logits(load_model(start)[0]), logits(load_model(str(model_path))[0]), atol=1e-3)
+    assert start_checkpoint(str(model_path), tmp_path / "other") == str(model_path)  # a plain checkpoint: as is
+
+    cfg = RLConfig(init=str(bundle), out_dir=str(tmp_path / "rl"), upper_encoder_blocks=1, steps=3,
+                   prompts_per_step=2, group_size=2, max_new_tokens=8, eval_every=0, eval_samples=2,
+                   temperature=1.0, threads=2)
+    final = train_rl(cfg, root / "data")
+    record = json.loads((final / "megaasr_training.json").read_text())
+    assert record["stage"] == "rl" and len(record["adapters"]) == 2
+    assert record["adapters"][0] == str((bundle / "adapter").resolve())
+    combined = combine_adapters(record["adapters"], tmp_path / "combined")
+    torch.testing.assert_close(logits(apply_adapter(load_model(str(model_path))[0], combined)),
+                               logits(load_model(str(final))[0]), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_the_time_limit_ends_rl_early_and_says_so(tmp_path):
+    import json
+
+    from training.rl import train_rl
+
+    root, model_path, _ = _real_model_workspace(tmp_path)
+    cfg = RLConfig(init=str(model_path), out_dir=str(tmp_path / "rl"), upper_encoder_blocks=1, steps=5,
+                   prompts_per_step=2, group_size=2, max_new_tokens=8, eval_every=0, eval_samples=2,
+                   threads=2, max_minutes=1e-6)
+    train_rl(cfg, root / "data")
+    records = [json.loads(line) for line in (tmp_path / "rl" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [0, 1]
+    assert records[-1]["stopped"].startswith("time limit") and "val_wer" in records[-1]
+
+
+def test_sampling_draws_only_kept_candidates_with_their_probabilities():
+    from training.rl import sample_tokens
+
+    logits = torch.log(torch.tensor([[0.05, 0.5, 0.15, 0.3]])).repeat(4000, 1)
+    tokens = sample_tokens(logits, 0, 0.75, torch.Generator().manual_seed(0))
+    assert set(tokens.tolist()) == {1, 3}  # the kept set of top-p 0.75, as filter_top_k_top_p keeps it
+    share = float((tokens == 1).float().mean())
+    assert abs(share - 0.5 / 0.8) < 0.03, share  # renormalised over the kept set: 0.625
+    tokens = sample_tokens(logits, 1, 1.0, torch.Generator().manual_seed(0))
+    assert set(tokens.tolist()) == {1}

@@ -34,3 +34,17 @@ def test_the_command_line_exits_2_with_the_reason(capsys):
     assert "distinct file names" in capsys.readouterr().err
     assert main([str(p) for p in GPU2]) == 0
     assert capsys.readouterr().out.splitlines()[1] == "tiny-en-gpu-r64-lr2 runs/gpu/r64-lr2/sft runs/gpu/r64-lr2/eval"
+
+
+def test_rl_variants_are_checked_on_their_rl_folders(tmp_path, capsys):
+    gpu3 = [CONFIG_DIR / "tiny-en-gpu-rl.toml", CONFIG_DIR / "tiny-en-gpu-rl-lr4.toml"]
+    rows = variant_dirs(gpu3, stage="rl")
+    assert [r[1] for r in rows] == ["runs/gpu-rl/rl", "runs/gpu-rl-lr4/rl"]
+    same_rl = tmp_path / "same-rl.toml"  # other [sft] and [eval] folders, the same [rl] one
+    same_rl.write_text(f'extends = "{gpu3[0]}"\n[sft]\nout_dir = "x/sft"\n[eval]\nout_dir = "x/eval"\n')
+    variant_dirs([gpu3[0], same_rl])  # fine when only SFT trains
+    with pytest.raises(ValueError, match=r"distinct \[rl\]"):
+        variant_dirs([gpu3[0], same_rl], stage="rl")
+    assert main(["--stage", "rl", *map(str, gpu3)]) == 0
+    assert capsys.readouterr().out.split()[1] == "runs/gpu-rl/rl"
+    assert main(["--stage", "dpo", str(gpu3[0])]) == 2
