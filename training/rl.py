@@ -36,6 +36,7 @@ from training.encoder_cache import LowerStateCache, decoder_logits, upper_states
 from training.lora import add_lora, merge
 from training.metrics_log import append_record
 from training.reward import RewardConfig, group_advantages, group_rewards, zero_variance_group
+from training.rl_curves import plot_rl_curves
 from training.sources import read_audio
 from training.whisper import Decoder, FeatureMaker, load_model, save_full_checkpoint, unwrap
 
@@ -337,6 +338,7 @@ def train_rl(cfg: RLConfig, data_dir: str | Path) -> Path:
         if "stopped" in record:
             log.warning("DG-WGPO stopped by [rl].max_minutes after step %d of %d", step + 1, cfg.steps)
             break
+    plot_rl_curves(metrics_path, out_dir / "rl-curves.png")
     policy.save_pretrained(out_dir / "adapter")
     final = save_full_checkpoint(merge(policy), init_dir, out_dir / "final")
     previous = json.loads((Path(init_dir) / "megaasr_training.json").read_text()) \

@@ -154,6 +154,7 @@ def test_rl_starts_from_a_served_bundle_and_its_export_equals_the_rl_model(tmp_p
     record = json.loads((final / "megaasr_training.json").read_text())
     assert record["stage"] == "rl" and len(record["adapters"]) == 2
     assert record["adapters"][0] == str((bundle / "adapter").resolve())
+    assert (tmp_path / "rl" / "rl-curves.png").stat().st_size > 0
     combined = combine_adapters(record["adapters"], tmp_path / "combined")
     torch.testing.assert_close(logits(apply_adapter(load_model(str(model_path))[0], combined)),
                                logits(load_model(str(final))[0]), atol=1e-4, rtol=1e-4)
@@ -185,3 +186,19 @@ def test_sampling_draws_only_kept_candidates_with_their_probabilities():
     assert abs(share - 0.5 / 0.8) < 0.03, share  # renormalised over the kept set: 0.625
     tokens = sample_tokens(logits, 1, 1.0, torch.Generator().manual_seed(0))
     assert set(tokens.tolist()) == {1}
+
+
+def test_rl_curves_report_the_zero_variance_share_and_draw_a_run(tmp_path):
+    from tests.training.helpers import write_jsonl
+    from training.rl_curves import main, zero_variance_share
+
+    assert zero_variance_share({"step": 0, "val_wer": 0.9}) is None
+    assert zero_variance_share({"sampled": 20, "zero_variance": 19, "groups": 1}) == 0.95
+    records = [{"step": 0, "val_wer": 0.9},
+               {"step": 1, "sampled": 16, "zero_variance": 4, "groups": 12, "kl": 0.01, "reward_mean": 0.7,
+                "rollout_wer": 0.3},
+               {"step": 2, "sampled": 20, "zero_variance": 20, "groups": 0, "val_wer": 0.95}]
+    metrics = write_jsonl(records, tmp_path / "metrics.jsonl")
+    assert main([str(metrics), str(tmp_path / "curves.png")]) == 0
+    assert (tmp_path / "curves.png").stat().st_size > 0
+    assert main([str(tmp_path / "missing.jsonl"), str(tmp_path / "none.png")]) == 1
