@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU run, the last call (docs/training.md, "GPU run"): check and unpack the kit, run the recipe, return results.
 # Carries the kit's last part (the one with kit.json) and needs the earlier calls (scripts/device_stage1.sh) on the
-# same warm machine: they left the other model slices and the wheels in .gpu-stage/. Stages: train data, train sft, eval (the std draw), export, then while time is left
+# same warm machine: they left the other model slices and the wheels in .gpu-stage/. Stages: train data, train sft (or rl), export, eval (the std draw), then while time is left
 # the eval on the fresh draw and the CUDA tests of the training code (tests/training/test_device.py); each
 # stage's wall time is printed, and results are copied to $OUT after every stage, so a
 # run stopped at the call's limit still returns what it finished.
@@ -164,7 +164,7 @@ export_one() {
     local dir
     dir="$(dirname "${train_dir[$1]}")"
     "${cli[@]}" export --config "${config_of[$1]}" --robust "${train_dir[$1]}/final" --router "$router" \
-        --eval-summary "${eval_dir[$1]}/summary.json" --no-merged --out "$dir/bundle" || return
+        --no-merged --out "$dir/bundle" || return
     rm -rf "$res/$1/bundle" && cp -r "$dir/bundle" "$res/$1/bundle"
     rm -r "$res/$1/bundle/router"  # the shipped one ($ROUTER): the machine here has it
     "$py" - "$res/$1/bundle/adapter/adapter_model.safetensors" <<'PY'
@@ -179,8 +179,11 @@ each_packed() { local rc=0; each "$@" || rc=$?; pack; return $rc; }
 [ $reuse = 1 ] || stage data "${cli[@]}" train data --config "$config" --device "$device"
 cp "$data_dir/summary.json" "$out/data-summary.json"
 each_packed "$train" train_one
-each_packed eval eval_std_one
+# Export before any eval: the adapter is what cannot be redone elsewhere, and GPU run 3's second call ran out of
+# device time during export, after its evals, so its best adapter never came back. The bundle's model card
+# therefore holds no eval numbers; they come back as eval-std/ and eval-fresh/ beside it.
 each_packed export export_one
+each_packed eval eval_std_one
 # Optional stages, each only if it still fits the budget at its size measured on the H200 (2026-11-27, one variant:
 # fresh eval 95 s, CUDA tests 46 s): the fresh eval first (it is a result), then the tests (a check, cut at 90 s).
 fits() { [ $((SECONDS + $1)) -le "$budget" ]; }
