@@ -75,12 +75,6 @@ def kept_candidates(logits: torch.Tensor, top_k: int, top_p: float) -> tuple[tor
     return values, ids
 
 
-def filter_top_k_top_p(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
-    """``logits`` with every token outside :func:`kept_candidates` set to -inf."""
-    values, ids = kept_candidates(logits, top_k, top_p)
-    return torch.full_like(logits, float("-inf")).scatter(1, ids, values)
-
-
 def sample_tokens(logits: torch.Tensor, top_k: int, top_p: float, generator: torch.Generator) -> torch.Tensor:
     """One token per row, drawn from the top-k / top-p candidates (the same law as sampling the filtered
     vocabulary, drawn over the candidates only)."""

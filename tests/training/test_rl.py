@@ -11,7 +11,7 @@ from training.config import RLConfig
 from training.encoder_cache import lower_states
 from training.lora import add_lora
 from training.reward import group_advantages, group_rewards
-from training.rl import Group, dapo_loss, filter_top_k_top_p, policy_update, response_batch, token_logprobs
+from training.rl import Group, dapo_loss, kept_candidates, policy_update, response_batch, token_logprobs
 from training.sources import read_audio
 from training.whisper import FeatureMaker, TargetTokens, load_model
 
@@ -58,11 +58,16 @@ def test_dapo_clip_is_asymmetric_and_kl_is_zero_at_the_reference():
 
 
 def test_top_p_keeps_the_smallest_set_reaching_p():
-    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
-    kept = torch.isfinite(filter_top_k_top_p(logits, 0, 0.75))
-    assert kept.tolist() == [[True, True, False, False]]
-    kept = torch.isfinite(filter_top_k_top_p(logits, 1, 1.0))
-    assert kept.tolist() == [[True, False, False, False]]
+    logits = torch.log(torch.tensor([[0.15, 0.5, 0.05, 0.3]]))
+
+    def kept(top_k, top_p):
+        values, ids = kept_candidates(logits, top_k, top_p)
+        return sorted(ids[torch.isfinite(values)].tolist())
+
+    assert kept(0, 0.75) == [1, 3]  # 0.5 + 0.3 is the first sum to reach 0.75
+    assert kept(0, 0.5) == [1]
+    assert kept(1, 1.0) == [1]
+    assert kept(2, 0.9) == [1, 3]  # top-k first: 0.5 and 0.3 only, then top-p among them
 
 
 def test_rollouts_are_k_per_clip_and_reproducible(tmp_path):
@@ -181,7 +186,7 @@ def test_sampling_draws_only_kept_candidates_with_their_probabilities():
 
     logits = torch.log(torch.tensor([[0.05, 0.5, 0.15, 0.3]])).repeat(4000, 1)
     tokens = sample_tokens(logits, 0, 0.75, torch.Generator().manual_seed(0))
-    assert set(tokens.tolist()) == {1, 3}  # the kept set of top-p 0.75, as filter_top_k_top_p keeps it
+    assert set(tokens.tolist()) == {1, 3}  # the kept set of top-p 0.75 (the test above)
     share = float((tokens == 1).float().mean())
     assert abs(share - 0.5 / 0.8) < 0.03, share  # renormalised over the kept set: 0.625
     tokens = sample_tokens(logits, 1, 1.0, torch.Generator().manual_seed(0))
@@ -202,3 +207,15 @@ def test_rl_curves_report_the_zero_variance_share_and_draw_a_run(tmp_path):
     assert main([str(metrics), str(tmp_path / "curves.png")]) == 0
     assert (tmp_path / "curves.png").stat().st_size > 0
     assert main([str(tmp_path / "missing.jsonl"), str(tmp_path / "none.png")]) == 1
+
+
+def test_a_bundle_without_an_adapter_is_refused_as_an_rl_start(tmp_path):
+    import json
+
+    from training.rl import start_checkpoint
+
+    (tmp_path / "bundle.json").write_text(json.dumps(
+        {"format": "megaasr-bundle/1", "base_model": "whisper-tiny.en", "adapter": None, "merged": None,
+         "router": None, "router_threshold": 0.5}))
+    with pytest.raises(ValueError, match="has no adapter.*'whisper-tiny.en'"):
+        start_checkpoint(str(tmp_path), tmp_path / "rl")
