@@ -257,15 +257,18 @@ def start_checkpoint(init: str, out_dir: Path) -> str:
     path = Path(init)
     if not (path / "bundle.json").is_file():
         return init
-    from training.export import apply_adapter, load_bundle
+    from peft import PeftModel
+
+    from training.eval import robust_model
+    from training.export import load_bundle
 
     bundle = load_bundle(path)
-    if bundle.adapter is None:
+    if bundle.adapter is None:  # export combines the bundle's adapter with RL's: there must be one
         raise ValueError(f"{path}: the bundle has no adapter; to start RL from the base model, set [rl].init to "
                          f"{bundle.base_model!r}")
-    base, _, base_dir = load_model(bundle.base_model, "cpu")
-    merged = apply_adapter(base, bundle.adapter).merge_and_unload()
-    target = save_full_checkpoint(merged, base_dir, out_dir / "init")
+    model, source_dir = robust_model(init, "cpu")  # the bundle's robust model, as `megaasr eval` loads it
+    merged = model.merge_and_unload() if isinstance(model, PeftModel) else model
+    target = save_full_checkpoint(merged, source_dir, out_dir / "init")
     (target / "megaasr_training.json").write_text(json.dumps(
         {"stage": "bundle", "base_model": bundle.base_model, "init": str(path),
          "adapters": [str(bundle.adapter)]}, indent=2))
@@ -323,13 +326,14 @@ def train_rl(cfg: RLConfig, data_dir: str | Path) -> Path:
         if cfg.eval_every and (step + 1) % cfg.eval_every == 0:
             record.update(validate())
         over_time = cfg.max_minutes is not None and time.monotonic() - loop_started > 60.0 * cfg.max_minutes
-        if over_time and step + 1 < cfg.steps:
+        stop = over_time and step + 1 < cfg.steps
+        if stop:
             if "val_wer" not in record:
                 record.update(validate())
             record["stopped"] = f"time limit: {cfg.max_minutes} min after step {step + 1} of {cfg.steps}"
         append_record(metrics_path, record)
         log.info("RL step %d: %s", step + 1, record)
-        if "stopped" in record:
+        if stop:
             log.warning("DG-WGPO stopped by [rl].max_minutes after step %d of %d", step + 1, cfg.steps)
             break
     plot_rl_curves(metrics_path, out_dir / "rl-curves.png")
