@@ -32,9 +32,10 @@ from service.engines.whisper_runner import WhisperRunner
 from training.config import RLConfig
 from training.data import CLEAN, learnable, read_manifest
 from training.device import resolve_device
-from training.encoder_cache import LowerStateCache, decoder_logits, upper_states
+from training.encoder_cache import LowerStateCache, upper_states
 from training.lora import add_lora, merge
 from training.metrics_log import append_record
+from training.response_logprobs import response_logprobs
 from training.reward import RewardConfig, group_advantages, group_rewards, zero_variance_group
 from training.rl_curves import plot_rl_curves
 from training.sources import read_audio
@@ -101,51 +102,58 @@ def sample_rollouts(policy: torch.nn.Module, rules: TokenDecoder, encoder_states
                     k: int, cfg: RLConfig, generator: torch.Generator) -> tuple[list[list[int]], list[bool]]:
     """K sampled continuations per clip (rows grouped clip by clip) and whether each finished.
 
+    The K rows of a clip share its cross-attention keys (``group_size``), so a clip's rows leave the
+    batch together, once all of them have finished; until then a finished row is fed EOT and ignored.
     The runner returns logits on the CPU, so the rules, the penalty and the sampling (``generator``
     is a CPU generator) run there whatever the model's device: the draws do not depend on it.
     """
     runner = WhisperRunner(unwrap(policy))
     rules.runner = runner
-    vocab = rules.vocab
-    states = encoder_states.repeat_interleave(k, dim=0)
-    batch = states.shape[0]
-    state = runner.start(states, len(prompt) + cfg.max_new_tokens)
+    eot = rules.vocab.eot
+    batch = encoder_states.shape[0] * k
+    state = runner.start(encoder_states, len(prompt) + cfg.max_new_tokens, group_size=k)
     logits = runner.step(torch.tensor([prompt] * batch), state)[:, -1]
-    alive = torch.arange(batch)
+    in_state = torch.arange(batch)  # rows of the state, whole groups, in order
     generated: list[list[int]] = [[] for _ in range(batch)]
     finished = [False] * batch
     for step in range(cfg.max_new_tokens):
-        histories = [generated[r] for r in alive.tolist()]
-        logits = rules._apply_rules(logits, histories, first=step == 0)
-        logits = repetition_penalty(logits, histories, cfg.repetition_penalty, vocab.eot)
-        tokens = sample_tokens(logits / cfg.temperature, cfg.top_k, cfg.top_p, generator)
-        keep = []
-        for i, (row, tok) in enumerate(zip(alive.tolist(), tokens.tolist())):
-            generated[row].append(tok)
-            if tok == vocab.eot:
-                finished[row] = True
-            else:
-                keep.append(i)
-        if not keep or step == cfg.max_new_tokens - 1:
+        rows = in_state.tolist()
+        sampling = [i for i, row in enumerate(rows) if not finished[row]]
+        histories = [generated[rows[i]] for i in sampling]
+        ruled = rules._apply_rules(logits[sampling], histories, first=step == 0)
+        ruled = repetition_penalty(ruled, histories, cfg.repetition_penalty, eot)
+        tokens = sample_tokens(ruled / cfg.temperature, cfg.top_k, cfg.top_p, generator)
+        feed = torch.full((len(rows),), eot, dtype=torch.long)
+        for i, tok in zip(sampling, tokens.tolist()):
+            generated[rows[i]].append(tok)
+            finished[rows[i]] = tok == eot
+            feed[i] = tok
+        if all(finished) or step == cfg.max_new_tokens - 1:
             break
-        keep_t = torch.tensor(keep)
-        alive, tokens = alive[keep_t], tokens[keep_t]
-        state = state.select(keep_t.to(states.device))
-        logits = runner.step(tokens[:, None], state)[:, -1]
+        keep = [i for i, row in enumerate(rows) if not all(finished[row - row % k: row - row % k + k])]
+        if len(keep) < len(rows):
+            keep_t = torch.tensor(keep)
+            in_state, feed = in_state[keep_t], feed[keep_t]
+            state = state.select(keep_t.to(encoder_states.device))
+        logits = runner.step(feed[:, None], state)[:, -1]
     return generated, finished
 
 
 # -- the policy objective ----------------------------------------------------------------------
 def response_batch(groups: list[Group], pad: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Decoder inputs, targets, loss mask and advantages for every rollout of every group."""
+    """Decoder inputs, targets, loss mask and advantages for every rollout of every group.
+
+    The width is that of the longest *finished* rollout: a truncated one is masked out (overlong
+    filtering) and its tail beyond that width is cut, which changes nothing scored (causal decoder).
+    """
     seqs = [(g.prompt, resp, ok, adv) for g in groups for resp, ok, adv in zip(g.responses, g.finished, g.advantages)]
-    width = max(len(p) + len(r) for p, r, _, _ in seqs) - 1
+    width = max([len(p) + len(r) for p, r, ok, _ in seqs if ok] or [len(seqs[0][0]) + 1]) - 1
     inputs = torch.full((len(seqs), width), pad, dtype=torch.long)
     targets = torch.full((len(seqs), width), pad, dtype=torch.long)
     mask = torch.zeros((len(seqs), width))
     advantages = torch.zeros(len(seqs))
     for i, (prompt, resp, ok, adv) in enumerate(seqs):
-        full = prompt + resp
+        full = (prompt + resp)[: width + 1]
         inputs[i, : len(full) - 1] = torch.tensor(full[:-1])
         targets[i, : len(full) - 1] = torch.tensor(full[1:])
         if ok:  # overlong filtering: a truncated rollout contributes nothing
@@ -155,11 +163,10 @@ def response_batch(groups: list[Group], pad: int) -> tuple[torch.Tensor, torch.T
 
 
 def token_logprobs(policy: torch.nn.Module, hidden: torch.Tensor, n_frozen: int, k: int,
-                   inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """log pi(target token) for every position; the encoder runs once per clip, then is shared."""
-    states = upper_states(policy, hidden, n_frozen).repeat_interleave(k, dim=0)
-    logits = decoder_logits(policy, states, inputs).float()
-    return torch.log_softmax(logits, dim=-1).gather(-1, targets[..., None])[..., 0]
+                   inputs: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """log pi(target token) where ``mask`` is set (0 elsewhere); the encoder runs once per clip and its
+    cross-attention keys are shared by the clip's K rollouts (:mod:`training.response_logprobs`)."""
+    return response_logprobs(policy, upper_states(policy, hidden, n_frozen), k, inputs, targets, mask)
 
 
 def dapo_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor, advantages: torch.Tensor,
@@ -184,13 +191,13 @@ def policy_update(policy, groups: list[Group], hidden: torch.Tensor, n_frozen: i
     inputs, targets, mask, advantages = (t.to(hidden.device) for t in response_batch(groups, pad))
     policy.eval()  # no dropout: old and new log-probs must agree before the first update
     with torch.no_grad():
-        old_logp = token_logprobs(policy, hidden, n_frozen, k, inputs, targets)
+        old_logp = token_logprobs(policy, hidden, n_frozen, k, inputs, targets, mask)
         with policy.disable_adapter():
-            ref_logp = token_logprobs(policy, hidden, n_frozen, k, inputs, targets)
+            ref_logp = token_logprobs(policy, hidden, n_frozen, k, inputs, targets, mask)
     stats: dict[str, float] = {}
     params = [p for p in policy.parameters() if p.requires_grad]
     for _ in range(cfg.iterations_per_batch):
-        logp = token_logprobs(policy, hidden, n_frozen, k, inputs, targets)
+        logp = token_logprobs(policy, hidden, n_frozen, k, inputs, targets, mask)
         loss, stats = dapo_loss(logp, old_logp, ref_logp, advantages, mask, cfg.clip_low, cfg.clip_high, cfg.kl_beta)
         loss.backward()
         stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm))

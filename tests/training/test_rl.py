@@ -35,13 +35,61 @@ def test_one_step_moves_the_policy_toward_higher_reward(tmp_path):
 
     def sequence_logprobs() -> torch.Tensor:
         with torch.no_grad():
-            return (token_logprobs(policy, hidden, 1, 2, inputs, targets) * mask).sum(dim=1)
+            return token_logprobs(policy, hidden, 1, 2, inputs, targets, mask).sum(dim=1)
 
     before = sequence_logprobs()
     optimizer = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.lr)
     stats = policy_update(policy, [group], hidden, 1, 2, optimizer, cfg, tokens.eot)
     after = sequence_logprobs()
     assert after[0] > before[0] and after[1] < before[1], (before, after, stats)
+
+
+def test_response_logprobs_equal_the_plain_forward_in_values_and_gradients(tmp_path):
+    """Shared cross-attention keys and projecting only scored positions change nothing but the cost."""
+    from training.encoder_cache import decoder_logits, upper_states
+    from training.response_logprobs import response_logprobs
+
+    path = tiny_whisper(tmp_path / "model", model_dir("whisper-tiny.en"))
+    rows = spoken_rows(tmp_path / "audio")[:2]
+    model, processor, _ = load_model(str(path))
+    policy = add_lora(model, "joint", 1, 8, 16, 0.0)
+    for p in policy.parameters():  # LoRA B starts at zero: give the adapter an effect to differentiate
+        if p.requires_grad:
+            torch.nn.init.normal_(p, std=0.05)
+    policy.eval()
+    hidden = lower_states(policy, FeatureMaker(processor, model.config)([read_audio(r["audio"]) for r in rows]), 1)
+    generator = torch.Generator().manual_seed(0)
+    inputs = torch.randint(0, 5000, (6, 9), generator=generator)  # 2 clips x 3 rollouts
+    targets = torch.randint(0, 5000, (6, 9), generator=generator)
+    mask = torch.zeros(6, 9)
+    for row, (start, end) in enumerate([(2, 9), (2, 5), (0, 0), (2, 7), (3, 9), (2, 3)]):
+        mask[row, start:end] = 1.0  # a row with nothing scored (a truncated rollout) included
+    params = [p for p in policy.parameters() if p.requires_grad]
+
+    def grads(values: torch.Tensor) -> list[torch.Tensor]:
+        return torch.autograd.grad((values * torch.linspace(0.5, 1.5, values.numel()).view_as(values)).sum(), params)
+
+    states = upper_states(policy, hidden, 1)
+    plain = torch.log_softmax(decoder_logits(policy, states.repeat_interleave(3, dim=0), inputs).float(), dim=-1)
+    plain = plain.gather(-1, targets[..., None])[..., 0] * mask
+    fast = response_logprobs(policy, upper_states(policy, hidden, 1), 3, inputs, targets, mask)
+    assert torch.allclose(fast, plain, atol=1e-4), (fast - plain).abs().max()
+    assert bool((fast[mask == 0] == 0).all())
+    for a, b in zip(grads(fast), grads(plain)):
+        assert torch.allclose(a, b, atol=1e-4, rtol=1e-3), (a - b).abs().max()
+    with pytest.raises(ValueError, match="6 response rows for 2 clips x 4 rollouts"):
+        response_logprobs(policy, states, 4, inputs, targets, mask)
+
+
+def test_response_batch_cuts_the_width_to_the_longest_finished_rollout():
+    group = Group({"text": "x"}, [1, 2], [[5, 6, 7], [5] * 20, [5, 9]], [True, False, True], ["", "", ""],
+                  [1.0, 0.0, 0.5], [1.0, -1.0, 0.0])
+    inputs, targets, mask, advantages = response_batch([group], 0)
+    assert inputs.shape == (3, 4)  # prompt 2 + 3 tokens, minus the last
+    assert inputs[0].tolist() == [1, 2, 5, 6] and targets[0].tolist() == [2, 5, 6, 7]
+    assert mask.tolist() == [[0, 1, 1, 1], [0, 0, 0, 0], [0, 1, 1, 0]]
+    assert targets[1].tolist() == [2, 5, 5, 5]  # the truncated rollout is cut, and scores nothing
+    assert advantages.tolist() == [1.0, -1.0, 0.0]
 
 
 def test_dapo_clip_is_asymmetric_and_kl_is_zero_at_the_reference():

@@ -1,0 +1,80 @@
+"""Teacher-forced log-probabilities of sampled responses, computed only where they are scored.
+
+Why not ``model(encoder_outputs=..., decoder_input_ids=...).logits``: DG-WGPO scores K rollouts of each
+clip (16 clips x 8 rollouts per step in the GPU recipe), four times per step (old, reference, and two
+updates). Measured on the 2-core CPU (2026-11-28, whisper-tiny.en, 16 x 8): that forward took ~120 s of
+a ~150 s step, for two reasons this module removes:
+
+* **cross-attention keys/values per rollout.** The plain forward projects the encoder states (1,500
+  positions) to keys and values once per *row*, so each clip's projection is repeated K times. Here it
+  runs once per clip, and the K rollouts' queries attend to it together: cross-attention has no mask, so
+  the K x W queries of one clip are one query sequence over that clip's keys (exact, no copy).
+* **the vocabulary projection on padding.** Every position of the padded batch (the width of its longest
+  rollout, often a 96-token loop) went through the 51,864-way output projection and a log-softmax. Here
+  only the scored positions (``mask``: the responses of finished rollouts) are projected, and the width
+  is that of the longest scored row.
+
+The layers are the model's own modules (LoRA layers included, dropout as the modules apply it), so the
+result is the plain forward's up to float rounding (tested, values and gradients).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from training.whisper import unwrap
+
+
+def _heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """[B, L, d] -> [B, H, L, d / H]."""
+    batch, length, d = x.shape
+    return x.view(batch, length, n_heads, d // n_heads).transpose(1, 2)
+
+
+def _merge(x: torch.Tensor) -> torch.Tensor:
+    """[B, H, L, dh] -> [B, L, H * dh]."""
+    batch, heads, length, dh = x.shape
+    return x.transpose(1, 2).reshape(batch, length, heads * dh)
+
+
+def decoder_hidden(model: nn.Module, encoder_states: torch.Tensor, group_size: int,
+                   inputs: torch.Tensor) -> torch.Tensor:
+    """Final-norm decoder states [C * K, W, d] for ``inputs`` [C * K, W] (rows grouped clip by clip, K per
+    clip) over ``encoder_states`` [C, T, d] (one per clip, not repeated)."""
+    whisper = unwrap(model)
+    decoder = whisper.model.decoder
+    clips = encoder_states.shape[0]
+    rows, width = inputs.shape
+    if rows != clips * group_size:
+        raise ValueError(f"{rows} response rows for {clips} clips x {group_size} rollouts")
+    n_heads = whisper.config.decoder_attention_heads
+    x = decoder.embed_tokens(inputs) + decoder.embed_positions.weight[:width]
+    for layer in decoder.layers:
+        h = layer.self_attn_layer_norm(x)
+        attn = layer.self_attn
+        q, k, v = (_heads(proj(h), n_heads) for proj in (attn.q_proj, attn.k_proj, attn.v_proj))
+        x = x + attn.out_proj(_merge(F.scaled_dot_product_attention(q, k, v, is_causal=True)))
+        h = layer.encoder_attn_layer_norm(x)
+        cross = layer.encoder_attn
+        # One clip's K rollouts as one query sequence of K * W positions over its keys and values.
+        q = _heads(cross.q_proj(h).reshape(clips, group_size * width, -1), n_heads)
+        k = _heads(cross.k_proj(encoder_states), n_heads)
+        v = _heads(cross.v_proj(encoder_states), n_heads)
+        o = _merge(F.scaled_dot_product_attention(q, k, v)).reshape(rows, width, -1)
+        x = x + cross.out_proj(o)
+        h = layer.final_layer_norm(x)
+        x = x + layer.fc2(layer.activation_fn(layer.fc1(h)))
+    return decoder.layer_norm(x)
+
+
+def response_logprobs(model: nn.Module, encoder_states: torch.Tensor, group_size: int, inputs: torch.Tensor,
+                      targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """log pi(target) [C * K, W] at the positions where ``mask`` is set, 0 elsewhere (with autograd)."""
+    hidden = decoder_hidden(model, encoder_states, group_size, inputs)
+    scored = mask.bool()
+    logits = unwrap(model).proj_out(hidden[scored]).float()
+    picked = torch.log_softmax(logits, dim=-1).gather(-1, targets[scored][:, None])[:, 0]
+    out = torch.zeros(inputs.shape, dtype=picked.dtype, device=picked.device)
+    return out.index_put((scored,), picked)
