@@ -94,6 +94,9 @@ def robust_model(robust: str, device: str | torch.device = "cpu") -> tuple[torch
         bundle = load_bundle(path)
         if bundle.merged is not None:
             return load_model(str(bundle.merged), device)[0].eval(), bundle.merged
+        if bundle.adapter is None:  # a base-model-only bundle: there is no robust model to evaluate
+            raise ValueError(f"{path}: the bundle has neither a merged model nor an adapter, so it has no robust "
+                             f"model; evaluate its base model ({bundle.base_model!r}) as the base system instead")
         base, _, base_dir = load_model(bundle.base_model, device)
         return apply_adapter(base, bundle.adapter).eval(), base_dir
     return load_model(str(path), device)[0].eval(), resolve_model(str(path))

@@ -69,12 +69,31 @@ def decoder_hidden(model: nn.Module, encoder_states: torch.Tensor, group_size: i
     return decoder.layer_norm(x)
 
 
+def scored_log_softmax(model: nn.Module, encoder_states: torch.Tensor, group_size: int, inputs: torch.Tensor,
+                       mask: torch.Tensor) -> torch.Tensor:
+    """log pi(. | prefix) [M, V] at the M positions where ``mask`` is set, in row-major order (with autograd)."""
+    hidden = decoder_hidden(model, encoder_states, group_size, inputs)
+    return torch.log_softmax(unwrap(model).proj_out(hidden[mask.bool()]).float(), dim=-1)
+
+
+def at_scored(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per-position values [M] back in the response layout [N, W], 0 where ``mask`` is not set."""
+    out = torch.zeros(mask.shape, dtype=values.dtype, device=values.device)
+    return out.index_put((mask.bool(),), values)
+
+
 def response_logprobs(model: nn.Module, encoder_states: torch.Tensor, group_size: int, inputs: torch.Tensor,
                       targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """log pi(target) [C * K, W] at the positions where ``mask`` is set, 0 elsewhere (with autograd)."""
-    hidden = decoder_hidden(model, encoder_states, group_size, inputs)
-    scored = mask.bool()
-    logits = unwrap(model).proj_out(hidden[scored]).float()
-    picked = torch.log_softmax(logits, dim=-1).gather(-1, targets[scored][:, None])[:, 0]
-    out = torch.zeros(inputs.shape, dtype=picked.dtype, device=picked.device)
-    return out.index_put((scored,), picked)
+    return response_logprobs_and_entropy(model, encoder_states, group_size, inputs, targets, mask, entropy=False)[0]
+
+
+def response_logprobs_and_entropy(model: nn.Module, encoder_states: torch.Tensor, group_size: int,
+                                  inputs: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor,
+                                  entropy: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`response_logprobs` and, with ``entropy``, the policy's entropy at the same positions [C * K, W]
+    (from the same log-softmax: the entropy bonus of ``[rl].entropy_coef`` costs no second forward)."""
+    logp_all = scored_log_softmax(model, encoder_states, group_size, inputs, mask)
+    picked = logp_all.gather(-1, targets[mask.bool()][:, None])[:, 0]
+    spread = -(logp_all.exp() * logp_all).sum(dim=-1) if entropy else None
+    return at_scored(picked, mask), (at_scored(spread, mask) if spread is not None else None)

@@ -35,7 +35,7 @@ from training.device import resolve_device
 from training.encoder_cache import LowerStateCache, upper_states
 from training.lora import add_lora, merge
 from training.metrics_log import append_record
-from training.response_logprobs import response_logprobs
+from training.response_logprobs import response_logprobs, response_logprobs_and_entropy
 from training.reward import RewardConfig, group_advantages, group_rewards, zero_variance_group
 from training.rl_curves import plot_rl_curves
 from training.sources import read_audio
@@ -169,19 +169,35 @@ def token_logprobs(policy: torch.nn.Module, hidden: torch.Tensor, n_frozen: int,
     return response_logprobs(policy, upper_states(policy, hidden, n_frozen), k, inputs, targets, mask)
 
 
+def token_logprobs_and_entropy(policy: torch.nn.Module, hidden: torch.Tensor, n_frozen: int, k: int,
+                               inputs: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor
+                               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`token_logprobs` and the policy's entropy at the same positions."""
+    logp, entropy = response_logprobs_and_entropy(policy, upper_states(policy, hidden, n_frozen), k, inputs,
+                                                  targets, mask)
+    assert entropy is not None
+    return logp, entropy
+
+
 def dapo_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor, advantages: torch.Tensor,
-              mask: torch.Tensor, clip_low: float, clip_high: float, kl_beta: float) -> tuple[torch.Tensor, dict]:
-    """Token-level clipped surrogate (asymmetric clip) + beta * k3 KL, averaged over all response tokens."""
+              mask: torch.Tensor, clip_low: float, clip_high: float, kl_beta: float,
+              entropy: torch.Tensor | None = None, entropy_coef: float = 0.0) -> tuple[torch.Tensor, dict]:
+    """Token-level clipped surrogate (asymmetric clip) + beta * k3 KL, averaged over all response tokens;
+    minus ``entropy_coef`` times the token entropy when given (not the paper's: ``[rl].entropy_coef``)."""
     ratio = torch.exp(logp - old_logp)
     adv = advantages[:, None]
     surrogate = torch.minimum(ratio * adv, torch.clamp(ratio, 1 - clip_low, 1 + clip_high) * adv)
     log_ref_ratio = ref_logp - logp
     kl = torch.exp(log_ref_ratio) - log_ref_ratio - 1.0
     per_token = -surrogate + kl_beta * kl
+    if entropy is not None and entropy_coef:
+        per_token = per_token - entropy_coef * entropy
     n = mask.sum().clamp(min=1.0)
     loss = (per_token * mask).sum() / n
     stats = {"kl": float((kl.detach() * mask).sum() / n),
              "clip_frac": float((((ratio.detach() < 1 - clip_low) | (ratio.detach() > 1 + clip_high)).float() * mask).sum() / n)}
+    if entropy is not None:
+        stats["entropy"] = float((entropy.detach() * mask).sum() / n)
     return loss, stats
 
 
@@ -197,8 +213,9 @@ def policy_update(policy, groups: list[Group], hidden: torch.Tensor, n_frozen: i
     stats: dict[str, float] = {}
     params = [p for p in policy.parameters() if p.requires_grad]
     for _ in range(cfg.iterations_per_batch):
-        logp = token_logprobs(policy, hidden, n_frozen, k, inputs, targets, mask)
-        loss, stats = dapo_loss(logp, old_logp, ref_logp, advantages, mask, cfg.clip_low, cfg.clip_high, cfg.kl_beta)
+        logp, entropy = token_logprobs_and_entropy(policy, hidden, n_frozen, k, inputs, targets, mask)
+        loss, stats = dapo_loss(logp, old_logp, ref_logp, advantages, mask, cfg.clip_low, cfg.clip_high, cfg.kl_beta,
+                                entropy, cfg.entropy_coef)
         loss.backward()
         stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm))
         optimizer.step()

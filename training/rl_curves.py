@@ -2,7 +2,8 @@
 
 Three panels: the mean group reward and rollout WER of the groups that trained; the share of drawn clips whose K
 rollouts all got the same reward (dynamic sampling's zero-variance groups: it rises toward 1 when the policy
-stops exploring, and then the steps train nothing) with the KL to the reference; validation WER. GPU run 3
+stops exploring, and then the steps train nothing) with the KL to the reference and the policy's token entropy;
+validation WER. GPU run 3
 (docs/training.md) is the run that made the middle panel necessary.
 
 ``python -m training.rl_curves METRICS_JSONL OUT_PNG`` draws it for an existing run.
@@ -46,7 +47,13 @@ def plot_rl_curves(metrics_path: Path, out_png: Path) -> Path | None:
     if kls:
         ax_collapse.plot(*zip(*kls), ".", alpha=0.5, color="tab:purple", label="KL to the reference")
     ax_collapse.set(xlabel="step", ylim=(0, 1.05), title="exploration")
-    ax_collapse.legend()
+    ax_collapse.legend(loc="upper left")
+    entropies = [(r["step"], r["entropy"]) for r in trained if "entropy" in r]
+    if entropies:  # logged since round 16; on its own axis (nats)
+        ax_entropy = ax_collapse.twinx()
+        ax_entropy.plot(*zip(*entropies), ".", alpha=0.5, color="tab:green", label="token entropy (nats)")
+        ax_entropy.set(ylabel="nats")
+        ax_entropy.legend(loc="upper right")
     evals = [(r["step"], r["val_wer"]) for r in records if "val_wer" in r]
     ax_val.plot(*zip(*evals), marker="o")
     ax_val.set(xlabel="step", ylabel="WER", title="validation WER (degraded)")

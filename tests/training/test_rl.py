@@ -47,7 +47,7 @@ def test_one_step_moves_the_policy_toward_higher_reward(tmp_path):
 def test_response_logprobs_equal_the_plain_forward_in_values_and_gradients(tmp_path):
     """Shared cross-attention keys and projecting only scored positions change nothing but the cost."""
     from training.encoder_cache import decoder_logits, upper_states
-    from training.response_logprobs import response_logprobs
+    from training.response_logprobs import response_logprobs, response_logprobs_and_entropy
 
     path = tiny_whisper(tmp_path / "model", model_dir("whisper-tiny.en"))
     rows = spoken_rows(tmp_path / "audio")[:2]
@@ -77,6 +77,9 @@ def test_response_logprobs_equal_the_plain_forward_in_values_and_gradients(tmp_p
     assert bool((fast[mask == 0] == 0).all())
     for a, b in zip(grads(fast), grads(plain)):
         assert torch.allclose(a, b, atol=1e-4, rtol=1e-3), (a - b).abs().max()
+    _, entropy = response_logprobs_and_entropy(policy, states, 3, inputs, targets, mask)
+    full = torch.log_softmax(decoder_logits(policy, states.repeat_interleave(3, dim=0), inputs).float(), dim=-1)
+    assert torch.allclose(entropy, -(full.exp() * full).sum(-1) * mask, atol=1e-4)
     with pytest.raises(ValueError, match="6 response rows for 2 clips x 4 rollouts"):
         response_logprobs(policy, states, 4, inputs, targets, mask)
 
@@ -103,6 +106,46 @@ def test_dapo_clip_is_asymmetric_and_kl_is_zero_at_the_reference():
     # Negative advantage: min picks the unclipped 1.5 * -1 and the clipped 0.8 * -1.
     loss, _ = dapo_loss(logp, zeros, logp, torch.tensor([-1.0]), mask, 0.2, 0.28, 0.0)
     assert abs(float(loss) - ((1.5 + 0.8) / 2)) < 1e-6
+
+
+def test_the_entropy_bonus_is_subtracted_per_scored_token():
+    logp = torch.zeros(1, 3)
+    mask = torch.tensor([[1.0, 1.0, 0.0]])
+    entropy = torch.tensor([[2.0, 1.0, 50.0]])  # the unscored position does not count
+    loss, stats = dapo_loss(logp, logp, logp, torch.tensor([1.0]), mask, 0.2, 0.28, 0.04, entropy, 0.1)
+    assert abs(float(loss) - (-1.0 - 0.1 * 1.5)) < 1e-6  # surrogate: ratio 1 x advantage 1
+    assert stats["entropy"] == 1.5
+    plain, _ = dapo_loss(logp, logp, logp, torch.tensor([1.0]), mask, 0.2, 0.28, 0.04, entropy, 0.0)
+    assert abs(float(plain) - -1.0) < 1e-6
+
+
+def test_an_entropy_bonus_alone_raises_the_policy_entropy(tmp_path):
+    """With equal rewards (no advantage) the update is the KL and the entropy terms only: the bonus must
+    make the policy less certain on the scored positions."""
+    from training.rl import token_logprobs_and_entropy
+
+    path = tiny_whisper(tmp_path / "model", model_dir("whisper-tiny.en"))
+    row = spoken_rows(tmp_path / "audio")[2]
+    model, processor, _ = load_model(str(path))
+    tokens = TargetTokens.from_processor(processor, model.config)
+    cfg = RLConfig(group_size=2, lr=1e-2, iterations_per_batch=2, kl_beta=0.0, entropy_coef=1.0,
+                   upper_encoder_blocks=1)
+    policy = add_lora(model, "joint", 1, 8, 16, 0.0)
+    enc = lambda t: processor.tokenizer.encode(t, add_special_tokens=False)
+    responses = [[tokens.timestamp_begin, *enc(" Thank you for calling."), tokens.eot]] * 2
+    group = Group(row, tokens.prefix, responses, [True, True], ["", ""], [0.5, 0.5], [0.0, 0.0])
+    hidden = lower_states(policy, FeatureMaker(processor, model.config)([read_audio(row["audio"])]), 1)
+    inputs, targets, mask, _ = response_batch([group], tokens.eot)
+
+    def mean_entropy() -> float:
+        with torch.no_grad():
+            return float(token_logprobs_and_entropy(policy, hidden, 1, 2, inputs, targets, mask)[1].sum() / mask.sum())
+
+    before = mean_entropy()
+    optimizer = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.lr)
+    stats = policy_update(policy, [group], hidden, 1, 2, optimizer, cfg, tokens.eot)
+    assert mean_entropy() > before + 1e-5, (before, stats)  # the random model is near-uniform: a small rise
+    assert stats["entropy"] > 0
 
 
 def test_top_p_keeps_the_smallest_set_reaching_p():
@@ -249,7 +292,7 @@ def test_rl_curves_report_the_zero_variance_share_and_draw_a_run(tmp_path):
     assert zero_variance_share({"sampled": 20, "zero_variance": 19, "groups": 1}) == 0.95
     records = [{"step": 0, "val_wer": 0.9},
                {"step": 1, "sampled": 16, "zero_variance": 4, "groups": 12, "kl": 0.01, "reward_mean": 0.7,
-                "rollout_wer": 0.3},
+                "rollout_wer": 0.3, "entropy": 1.2},
                {"step": 2, "sampled": 20, "zero_variance": 20, "groups": 0, "val_wer": 0.95}]
     metrics = write_jsonl(records, tmp_path / "metrics.jsonl")
     assert main([str(metrics), str(tmp_path / "curves.png")]) == 0
@@ -267,3 +310,15 @@ def test_a_bundle_without_an_adapter_is_refused_as_an_rl_start(tmp_path):
          "router": None, "router_threshold": 0.5}))
     with pytest.raises(ValueError, match="has no adapter.*'whisper-tiny.en'"):
         start_checkpoint(str(tmp_path), tmp_path / "rl")
+
+
+def test_eval_refuses_a_bundle_without_a_robust_model_clearly(tmp_path):
+    import json
+
+    from training.eval import robust_model
+
+    (tmp_path / "bundle.json").write_text(json.dumps(
+        {"format": "megaasr-bundle/1", "base_model": "whisper-tiny.en", "adapter": None, "merged": None,
+         "router": None, "router_threshold": 0.5}))
+    with pytest.raises(ValueError, match="neither a merged model nor an adapter.*'whisper-tiny.en'"):
+        robust_model(str(tmp_path))
