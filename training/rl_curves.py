@@ -47,13 +47,14 @@ def plot_rl_curves(metrics_path: Path, out_png: Path) -> Path | None:
     if kls:
         ax_collapse.plot(*zip(*kls), ".", alpha=0.5, color="tab:purple", label="KL to the reference")
     ax_collapse.set(xlabel="step", ylim=(0, 1.05), title="exploration")
-    ax_collapse.legend(loc="upper left")
+    handles, labels = ax_collapse.get_legend_handles_labels()
     entropies = [(r["step"], r["entropy"]) for r in trained if "entropy" in r]
-    if entropies:  # logged since round 16; on its own axis (nats)
+    if entropies:  # logged since round 17; on its own axis (nats)
         ax_entropy = ax_collapse.twinx()
-        ax_entropy.plot(*zip(*entropies), ".", alpha=0.5, color="tab:green", label="token entropy (nats)")
-        ax_entropy.set(ylabel="nats")
-        ax_entropy.legend(loc="upper right")
+        (line,) = ax_entropy.plot(*zip(*entropies), ".", alpha=0.5, color="tab:green")
+        ax_entropy.set(ylabel="token entropy (nats)")
+        handles, labels = [*handles, line], [*labels, "token entropy (nats, right axis)"]
+    ax_collapse.legend(handles, labels, loc="upper left", fontsize="small")
     evals = [(r["step"], r["val_wer"]) for r in records if "val_wer" in r]
     ax_val.plot(*zip(*evals), marker="o")
     ax_val.set(xlabel="step", ylabel="WER", title="validation WER (degraded)")
