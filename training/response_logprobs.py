@@ -24,19 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from service.engines.whisper_runner import group_queries, merge_heads, split_heads, ungroup_queries
 from training.whisper import unwrap
-
-
-def _heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
-    """[B, L, d] -> [B, H, L, d / H]."""
-    batch, length, d = x.shape
-    return x.view(batch, length, n_heads, d // n_heads).transpose(1, 2)
-
-
-def _merge(x: torch.Tensor) -> torch.Tensor:
-    """[B, H, L, dh] -> [B, L, H * dh]."""
-    batch, heads, length, dh = x.shape
-    return x.transpose(1, 2).reshape(batch, length, heads * dh)
 
 
 def decoder_hidden(model: nn.Module, encoder_states: torch.Tensor, group_size: int,
@@ -54,16 +43,16 @@ def decoder_hidden(model: nn.Module, encoder_states: torch.Tensor, group_size: i
     for layer in decoder.layers:
         h = layer.self_attn_layer_norm(x)
         attn = layer.self_attn
-        q, k, v = (_heads(proj(h), n_heads) for proj in (attn.q_proj, attn.k_proj, attn.v_proj))
-        x = x + attn.out_proj(_merge(F.scaled_dot_product_attention(q, k, v, is_causal=True)))
+        q, k, v = (split_heads(proj(h), n_heads) for proj in (attn.q_proj, attn.k_proj, attn.v_proj))
+        x = x + attn.out_proj(merge_heads(F.scaled_dot_product_attention(q, k, v, is_causal=True)))
         h = layer.encoder_attn_layer_norm(x)
         cross = layer.encoder_attn
         # One clip's K rollouts as one query sequence of K * W positions over its keys and values.
-        q = _heads(cross.q_proj(h).reshape(clips, group_size * width, -1), n_heads)
-        k = _heads(cross.k_proj(encoder_states), n_heads)
-        v = _heads(cross.v_proj(encoder_states), n_heads)
-        o = _merge(F.scaled_dot_product_attention(q, k, v)).reshape(rows, width, -1)
-        x = x + cross.out_proj(o)
+        q = group_queries(split_heads(cross.q_proj(h), n_heads), group_size)
+        k = split_heads(cross.k_proj(encoder_states), n_heads)
+        v = split_heads(cross.v_proj(encoder_states), n_heads)
+        o = ungroup_queries(F.scaled_dot_product_attention(q, k, v), group_size)
+        x = x + cross.out_proj(merge_heads(o))
         h = layer.final_layer_norm(x)
         x = x + layer.fc2(layer.activation_fn(layer.fc1(h)))
     return decoder.layer_norm(x)

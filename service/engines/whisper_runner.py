@@ -38,6 +38,38 @@ from torch import nn
 N_MELS_FRAMES = 3000  # one 30-second window of log-mel frames
 
 
+def split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """[B, L, d] -> [B, H, L, d / H]."""
+    batch, length, d = x.shape
+    return x.view(batch, length, n_heads, d // n_heads).transpose(1, 2)
+
+
+def merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """[B, H, L, dh] -> [B, L, H * dh]: the inverse of :func:`split_heads`."""
+    batch, heads, length, dh = x.shape
+    return x.transpose(1, 2).reshape(batch, length, heads * dh)
+
+
+def group_queries(q: torch.Tensor, group_size: int) -> torch.Tensor:
+    """[B, H, L, Dh] -> [B / K, H, K * L, Dh]: a group's queries as one sequence over its window's K/V
+    (cross-attention has no mask between query positions, so this is exact)."""
+    if group_size == 1:
+        return q
+    batch, heads, length, dh = q.shape
+    return q.view(batch // group_size, group_size, heads, length, dh).transpose(1, 2).reshape(
+        batch // group_size, heads, group_size * length, dh)
+
+
+def ungroup_queries(o: torch.Tensor, group_size: int) -> torch.Tensor:
+    """[B / K, H, K * L, Dh] -> [B, H, L, Dh]: the inverse of :func:`group_queries`."""
+    if group_size == 1:
+        return o
+    windows, heads, grouped, dh = o.shape
+    length = grouped // group_size
+    return o.view(windows, heads, group_size, length, dh).transpose(1, 2).reshape(
+        windows * group_size, heads, length, dh)
+
+
 @dataclass
 class DecoderState:
     """Per-batch decoding state: cross-attention K/V and the self-attention cache."""
@@ -130,8 +162,8 @@ class WhisperRunner:
         for layer in self.layers:
             attn = layer.encoder_attn
             # Contiguous once here, so attention does not re-layout them at every step.
-            cross_k.append(self._heads(attn.k_proj(encoder_states), windows, t_enc).contiguous())
-            cross_v.append(self._heads(attn.v_proj(encoder_states), windows, t_enc).contiguous())
+            cross_k.append(split_heads(attn.k_proj(encoder_states), self.n_heads).contiguous())
+            cross_v.append(split_heads(attn.v_proj(encoder_states), self.n_heads).contiguous())
         shape = (len(self.layers), batch, self.n_heads, min(max_len, self.max_positions), self.head_dim)
         empty = torch.empty(shape, dtype=encoder_states.dtype, device=encoder_states.device)
         mask = None
@@ -145,7 +177,7 @@ class WhisperRunner:
 
         L > 1 is only allowed at the start (the prompt), where a causal mask applies.
         """
-        batch, new = tokens.shape
+        new = tokens.shape[1]
         tokens = tokens.to(self.device)
         start = state.length
         if start + new > state.self_k.shape[3]:
@@ -158,19 +190,19 @@ class WhisperRunner:
             # Self-attention with the preallocated cache.
             h = layer.self_attn_layer_norm(x)
             attn = layer.self_attn
-            q = self._heads(attn.q_proj(h), batch, new)
-            state.self_k[i, :, :, start:start + new] = self._heads(attn.k_proj(h), batch, new)
-            state.self_v[i, :, :, start:start + new] = self._heads(attn.v_proj(h), batch, new)
+            q = split_heads(attn.q_proj(h), self.n_heads)
+            state.self_k[i, :, :, start:start + new] = split_heads(attn.k_proj(h), self.n_heads)
+            state.self_v[i, :, :, start:start + new] = split_heads(attn.v_proj(h), self.n_heads)
             k = state.self_k[i, :, :, :start + new]
             v = state.self_v[i, :, :, :start + new]
             o = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
-            x = x + attn.out_proj(self._merge(o, batch, new))
+            x = x + attn.out_proj(merge_heads(o))
             # Cross-attention over the cached encoder K/V.
             h = layer.encoder_attn_layer_norm(x)
             cattn = layer.encoder_attn
-            q = self._grouped(self._heads(cattn.q_proj(h), batch, new), state.group_size)
+            q = group_queries(split_heads(cattn.q_proj(h), self.n_heads), state.group_size)
             o = F.scaled_dot_product_attention(q, state.cross_k[i], state.cross_v[i], attn_mask=state.cross_mask)
-            x = x + cattn.out_proj(self._merge(self._ungrouped(o, state.group_size, new), batch, new))
+            x = x + cattn.out_proj(merge_heads(ungroup_queries(o, state.group_size)))
             # Feed-forward.
             h = layer.final_layer_norm(x)
             x = x + layer.fc2(layer.activation_fn(layer.fc1(h)))
@@ -188,28 +220,3 @@ class WhisperRunner:
             self._proj_t = weight.detach().t().contiguous()
             self._proj_key = key
         return x @ self._proj_t
-
-    @staticmethod
-    def _grouped(q: torch.Tensor, group_size: int) -> torch.Tensor:
-        """[B, H, L, Dh] -> [B / K, H, K * L, Dh]: a group's queries as one sequence over its window's K/V
-        (cross-attention has no mask between query positions, so this is exact)."""
-        if group_size == 1:
-            return q
-        batch, heads, length, dh = q.shape
-        return q.view(batch // group_size, group_size, heads, length, dh).transpose(1, 2).reshape(
-            batch // group_size, heads, group_size * length, dh)
-
-    @staticmethod
-    def _ungrouped(o: torch.Tensor, group_size: int, length: int) -> torch.Tensor:
-        """The inverse of :meth:`_grouped`."""
-        if group_size == 1:
-            return o
-        windows, heads, _, dh = o.shape
-        return o.view(windows, heads, group_size, length, dh).transpose(1, 2).reshape(
-            windows * group_size, heads, length, dh)
-
-    def _heads(self, x: torch.Tensor, batch: int, length: int) -> torch.Tensor:
-        return x.view(batch, length, self.n_heads, self.head_dim).transpose(1, 2)
-
-    def _merge(self, x: torch.Tensor, batch: int, length: int) -> torch.Tensor:
-        return x.transpose(1, 2).reshape(batch, length, self.d_model)
