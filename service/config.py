@@ -42,7 +42,9 @@ class Settings(BaseSettings):
                                "plus trim_margin_s of padding, not the full 30 s (embedded engine; faster on short "
                                "clips, see docs/benchmarks.md for its accuracy).")
     trim_margin_s: float = Field(5.0, ge=0.0, le=30.0, description="Silence kept after the audio when trimming.")
-    beam_size: int = Field(1, ge=1, le=10, description="Beam width for decoding.")
+    beam_size: int = Field(1, ge=1, le=10, description="Beam width of the temperature-0 pass (uploads, streaming "
+                           "finals, the stress endpoint); 1 is greedy. The embedded engine runs OpenAI's beam "
+                           "search; the vLLM engine refuses a width above 1 at start-up.")
 
     # Batching and queueing.
     max_batch_size: int = Field(8, ge=1, le=256, description="Most requests decoded together in one batch.")

@@ -223,6 +223,9 @@ def markdown(summary: dict[str, Any], systems: tuple[str, ...]) -> str:
 
     decode = summary.get("config", {}).get("decode")
     intro = f"Decode: {decode}, {DECODE_MODES[decode][1]}" if decode in DECODE_MODES else ""
+    beam = summary.get("config", {}).get("beam_size", 1)
+    if intro and beam > 1:
+        intro += f", beam search of width {beam} at temperature 0"
     if intro and "robust" in systems:
         gate = summary.get("systems", {}).get("robust_logprob_gate")
         intro += (f"; robust path: windows below a mean log-prob of {gate} dropped (the bundle's confidence gate)"
@@ -283,6 +286,8 @@ def cached_hyps(path: Path, base: str, clips: list[dict[str, Any]], decoder, lab
     fingerprint = {"base": base, "ids": [c["id"] for c in clips],
                    "audio": [round(float(np.abs(c["audio"]).sum()), 3) for c in clips],
                    "temperatures": list(decoder.options.temperatures)}
+    if decoder.options.beam_size > 1:  # absent for greedy: older caches stay valid
+        fingerprint["beam_size"] = decoder.options.beam_size
     if decoder.transcriber.guards.min_avg_logprob is not None:  # absent when unset: older caches stay valid
         fingerprint["min_avg_logprob"] = decoder.transcriber.guards.min_avg_logprob
     if path.exists():
@@ -314,7 +319,7 @@ def run_eval(cfg: EvalConfig, base: str, robust: str | None, router_dir: str | N
     clips = clips_from_manifest(manifest) if manifest else build_eval_clips(cfg, scenarios)
     base_dir = resolve_model(base)
     decoder = Decoder(base_dir, threads=cfg.threads, batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens,
-                      device=device, temperatures=decode_temperatures(cfg.decode))
+                      device=device, temperatures=decode_temperatures(cfg.decode), beam_size=cfg.beam_size)
     for c, h in zip(clips, cached_hyps(out / "base_hyps.json", base, clips, decoder)):
         c["base_hyp"] = h
     systems: tuple[str, ...] = ("base",)

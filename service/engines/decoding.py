@@ -1,4 +1,4 @@
-"""Batched token decoding for one 30-second window per row: greedy or sampled, with OpenAI's rules.
+"""Batched token decoding for one 30-second window per row: greedy, sampled or beam search, with OpenAI's rules.
 
 The logit rules follow OpenAI's reference decoder (``whisper/decoding.py``): suppress blank and
 EOT at the first step, suppress the configured tokens, and the timestamp rules (timestamps come
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from service.engines.beam_search import beam_search
 from service.engines.vocabulary import WhisperVocabulary
 from service.engines.whisper_runner import WhisperRunner
 
@@ -43,14 +44,21 @@ class TokenDecoder:
     @torch.inference_mode()
     def decode(self, encoder_states: torch.Tensor, prompts: list[list[int]], temperature: float,
                max_new_tokens: int, generators: list[torch.Generator | None] | None = None,
-               lengths: torch.Tensor | None = None) -> list[WindowDecode]:
+               lengths: torch.Tensor | None = None, beam_size: int = 1) -> list[WindowDecode]:
         """Decode one window per row of ``encoder_states``; ``lengths`` gives each row's valid
-        encoder positions when rows of different window lengths were padded together."""
+        encoder positions when rows of different window lengths were padded together.
+
+        At temperature 0 a ``beam_size`` above 1 runs beam search (:mod:`service.engines.beam_search`);
+        sampled decodes (the fallback temperatures) draw one sequence per row whatever the beam size,
+        as OpenAI's ``transcribe()`` does with ``best_of`` 1.
+        """
         batch = encoder_states.shape[0]
         prompt_len = len(prompts[0])
         if any(len(p) != prompt_len for p in prompts):
             raise ValueError("all prompts in one decode call must have the same length")
         max_new = max(1, min(max_new_tokens, self.runner.max_positions - prompt_len))
+        if beam_size > 1 and temperature == 0.0:
+            return beam_search(self, encoder_states, prompts, max_new, beam_size, lengths)
         state = self.runner.start(encoder_states, prompt_len + max_new, lengths)
         prompt = torch.tensor(prompts, dtype=torch.long)
         logits = self.runner.step(prompt, state)
@@ -62,7 +70,7 @@ class TokenDecoder:
         generated: list[list[int]] = [[] for _ in range(batch)]
         sum_logprobs = [0.0] * batch
         for step in range(max_new):
-            logits, logprobs = self._rules(logits, [generated[r] for r in rows.tolist()], first=step == 0)
+            logits, logprobs = self.rules(logits, [generated[r] for r in rows.tolist()], first=step == 0)
             if temperature == 0.0:
                 next_tokens = logits.argmax(dim=-1)
             else:
@@ -98,9 +106,9 @@ class TokenDecoder:
 
     def _apply_rules(self, logits: torch.Tensor, histories: list[list[int]], first: bool) -> torch.Tensor:
         """OpenAI's logit rules applied to a copy of ``logits`` [B, V]."""
-        return self._rules(logits, histories, first)[0]
+        return self.rules(logits, histories, first)[0]
 
-    def _rules(self, logits: torch.Tensor, histories: list[list[int]], first: bool
+    def rules(self, logits: torch.Tensor, histories: list[list[int]], first: bool
                ) -> tuple[torch.Tensor, torch.Tensor]:
         """The ruled logits and their log-softmax (computed once: the decode loop needs both)."""
         v = self.vocab

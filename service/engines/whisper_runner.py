@@ -83,15 +83,19 @@ class DecoderState:
     group_size: int = 1  # consecutive rows sharing one encoder window
 
     def select(self, rows: torch.Tensor) -> DecoderState:
-        """Keep only ``rows`` of the batch (used when finished sequences are dropped); with groups, only
-        whole groups may be kept."""
+        """Keep only ``rows`` of the batch, in that order (finished sequences dropped, beams reordered).
+
+        With groups, each run of ``group_size`` consecutive kept rows must come from one window: a
+        window's rows may be reordered or repeated among themselves (what beam search does when one
+        beam's continuations replace another's), but never mixed with another window's.
+        """
         windows = rows
         if self.group_size > 1:
             groups = rows.view(-1, self.group_size)
-            windows = groups[:, 0] // self.group_size
-            whole = windows[:, None] * self.group_size + torch.arange(self.group_size, device=rows.device)
-            if not torch.equal(groups, whole):
-                raise ValueError(f"select must keep whole groups of {self.group_size} rows")
+            owners = groups // self.group_size
+            windows = owners[:, 0]
+            if not torch.equal(owners, windows[:, None].expand_as(owners)):
+                raise ValueError(f"select must keep whole groups of {self.group_size} rows, each from one window")
         mask = self.cross_mask[windows] if self.cross_mask is not None else None
         return DecoderState([k[windows] for k in self.cross_k], [v[windows] for v in self.cross_v],
                             self.self_k[:, rows], self.self_v[:, rows], self.length, mask, self.group_size)

@@ -46,6 +46,8 @@ class SessionConfig:
     partial_interval_s: float = 0.5
     max_utterance_s: float = 28.0
     max_pending_finals: int = 4
+    #: Beam width of a final's temperature-0 pass (the service's ``beam_size``); partials stay greedy.
+    final_beam_size: int = 1
 
 
 @dataclass
@@ -193,7 +195,8 @@ class TranscriptionSession:
         # Partials encode only the audio heard so far (plus a margin): the final re-decodes the
         # full window, so the partials' speed matters more than their last word.
         return TranscriptionOptions(language=self.config.language, prompt=self.config.prompt, temperatures=temps,
-                                    trim_padding=None if final else True)
+                                    trim_padding=None if final else True,
+                                    beam_size=self.config.final_beam_size if final else 1)
 
     async def _partial(self) -> None:
         item = self._current

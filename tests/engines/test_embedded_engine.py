@@ -34,9 +34,9 @@ def base(base_dir: Path):
     return load_transcriber(base_dir, Settings(threads=2))
 
 
-def _wer(transcriber, librivox) -> float:
+def _wer(transcriber, librivox, beam_size: int = 1) -> float:
     audios = [read16k(p) for p, _ in librivox]
-    results = transcriber.transcribe(audios, [TranscriptionOptions(language="en")] * len(audios))
+    results = transcriber.transcribe(audios, [TranscriptionOptions(language="en", beam_size=beam_size)] * len(audios))
     return corpus_score([(ref, r.text) for (_, ref), r in zip(librivox, results)]).wer
 
 
@@ -46,6 +46,18 @@ def test_tiny_en_librivox_wer(tiny, librivox) -> None:
 
 def test_base_librivox_wer(base, librivox) -> None:
     assert _wer(base, librivox) <= 0.03
+
+
+def test_tiny_en_beam_search_on_real_speech(tiny, librivox) -> None:
+    assert _wer(tiny, librivox, beam_size=5) <= 0.06
+
+
+def test_beam_search_batched_equals_one_by_one(tiny, librivox) -> None:
+    """Each window's beams stay its own when windows of several requests are decoded together."""
+    audios = [read16k(p) for p, _ in librivox]
+    opts = TranscriptionOptions(language="en", beam_size=4)
+    batched = [r.text for r in tiny.transcribe(audios, [opts] * len(audios))]
+    assert batched == [tiny.transcribe([a], [opts])[0].text for a in audios]
 
 
 def test_base_detects_english(base, librivox) -> None:

@@ -38,3 +38,20 @@ def test_grouped_rows_decode_as_rows_with_their_own_copy_of_the_window() -> None
     assert torch.allclose(out, runner.step(tokens, copied), atol=1e-5)
     with pytest.raises(ValueError, match="whole groups of 2 rows"):
         grouped.select(torch.tensor([0, 2]))
+
+
+def test_beams_reorder_within_their_window_as_rows_with_their_own_copy() -> None:
+    runner = WhisperRunner(_small_whisper())
+    states = torch.randn(3, 50, 64, generator=torch.Generator().manual_seed(2))
+    grouped = runner.start(states, 8, group_size=2)
+    copied = runner.start(states.repeat_interleave(2, dim=0), 8)
+    prompt = torch.tensor([[1, 5, 7]] * 6)
+    runner.step(prompt, grouped), runner.step(prompt, copied)
+    tokens = torch.arange(30, 36)[:, None]
+    runner.step(tokens, grouped), runner.step(tokens, copied)
+    order = torch.tensor([1, 0, 3, 3, 4, 5])  # window 0 swaps its beams, window 1 doubles its second one
+    grouped, copied = grouped.select(order), copied.select(order)
+    nxt = torch.tensor([[40], [41], [42], [43], [44], [45]])
+    assert torch.allclose(runner.step(nxt, grouped), runner.step(nxt, copied), atol=1e-5)
+    with pytest.raises(ValueError, match="each from one window"):
+        grouped.select(torch.tensor([0, 2, 2, 3, 4, 5]))

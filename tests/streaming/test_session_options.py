@@ -15,3 +15,10 @@ def test_final_uses_the_shared_temperature_fallback_and_partials_are_greedy() ->
     assert partial.temperatures == (0.0,)
     assert final.trim_padding is None and partial.trim_padding is True
     assert final.language == partial.language == "en" and final.prompt == "Mega-ASR"
+    assert final.beam_size == partial.beam_size == 1
+
+
+def test_finals_get_the_services_beam_and_partials_stay_greedy() -> None:
+    session = TranscriptionSession(_never, _never, SessionConfig(final_beam_size=5))
+    assert session._options(final=True).beam_size == 5
+    assert session._options(final=False).beam_size == 1
