@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     beam_size: int = Field(1, ge=1, le=10, description="Beam width of the temperature-0 pass (uploads, streaming "
                            "finals, the stress endpoint); 1 is greedy. The embedded engine runs OpenAI's beam "
                            "search; the vLLM engine refuses a width above 1 at start-up.")
+    best_of: int = Field(1, ge=1, le=10, description="Samples drawn per window at each fallback temperature "
+                         "(and for a request's own temperature above 0); the most likely one is kept, as "
+                         "OpenAI's and faster-whisper's best_of. 1 draws one. The vLLM engine refuses more "
+                         "than 1 at start-up.")
 
     # Batching and queueing.
     max_batch_size: int = Field(8, ge=1, le=256, description="Most requests decoded together in one batch.")

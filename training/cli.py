@@ -110,7 +110,7 @@ def eval_settings(eval_cfg: EvalConfig, args: argparse.Namespace) -> EvalConfig:
     """The recipe's ``[eval]`` with the command line's overrides (a fresh draw: ``--seed``, more clips)."""
     update = {key: value for key, value in (("out_dir", args.out), ("seed", args.seed),
                                              ("clips_per_scenario", args.clips_per_scenario), ("decode", args.decode),
-                                             ("beam_size", args.beam_size))
+                                             ("beam_size", args.beam_size), ("best_of", args.best_of))
               if value is not None}
     return EvalConfig.model_validate({**eval_cfg.model_dump(), **update})
 
@@ -206,6 +206,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          "pass, the protocol of rounds 1-4 (default: [eval].decode)")
     ev.add_argument("--beam-size", type=int, help="beam width of the temperature-0 pass for every system, as the "
                                                "service's --beam-size (default: [eval].beam_size, 1 = greedy)")
+    ev.add_argument("--best-of", type=int, help="samples per window at each fallback temperature for every system, "
+                                             "the most likely kept, as the service's --best-of (default: "
+                                             "[eval].best_of, 1)")
     ev.add_argument("--logprob-gate", type=GateArg.parse, metavar="LOGPROB|none",
                     help="the robust system's confidence gate (default: the bundle's; for a checkpoint folder, "
                          "[export].robust_logprob_gate); 'none' decodes it without one")

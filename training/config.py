@@ -246,8 +246,10 @@ class EvalConfig(_Strict):
     #: log-prob or compression-ratio check. ``greedy``: one greedy pass, the protocol of rounds 1-4.
     decode: Literal["served", "greedy"] = "served"
     #: Beam width of the temperature-0 pass, for every system (``Settings.beam_size``: what the service runs);
-    #: 1 is greedy. The fallback temperatures still sample one sequence.
+    #: 1 is greedy.
     beam_size: int = Field(1, ge=1, le=10)
+    #: Samples per window at each fallback temperature, the most likely kept (``Settings.best_of``); 1 draws one.
+    best_of: int = Field(1, ge=1, le=10)
     reserved_prompts: str = "/work/shared/data/eval-reserved-prompts.txt"
     asterisk_dir: str = "/usr/share/asterisk/sounds/en_US_f_Allison"
     asterisk_transcripts: str = "/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz"

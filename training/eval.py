@@ -226,6 +226,9 @@ def markdown(summary: dict[str, Any], systems: tuple[str, ...]) -> str:
     beam = summary.get("config", {}).get("beam_size", 1)
     if intro and beam > 1:
         intro += f", beam search of width {beam} at temperature 0"
+    best_of = summary.get("config", {}).get("best_of", 1)
+    if intro and best_of > 1 and decode == "served":
+        intro += f", best of {best_of} samples at each fallback temperature"
     if intro and "robust" in systems:
         gate = summary.get("systems", {}).get("robust_logprob_gate")
         intro += (f"; robust path: windows below a mean log-prob of {gate} dropped (the bundle's confidence gate)"
@@ -288,6 +291,8 @@ def cached_hyps(path: Path, base: str, clips: list[dict[str, Any]], decoder, lab
                    "temperatures": list(decoder.options.temperatures)}
     if decoder.options.beam_size > 1:  # absent for greedy: older caches stay valid
         fingerprint["beam_size"] = decoder.options.beam_size
+    if decoder.options.best_of > 1:
+        fingerprint["best_of"] = decoder.options.best_of
     if decoder.transcriber.guards.min_avg_logprob is not None:  # absent when unset: older caches stay valid
         fingerprint["min_avg_logprob"] = decoder.transcriber.guards.min_avg_logprob
     if path.exists():
@@ -319,7 +324,8 @@ def run_eval(cfg: EvalConfig, base: str, robust: str | None, router_dir: str | N
     clips = clips_from_manifest(manifest) if manifest else build_eval_clips(cfg, scenarios)
     base_dir = resolve_model(base)
     decoder = Decoder(base_dir, threads=cfg.threads, batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens,
-                      device=device, temperatures=decode_temperatures(cfg.decode), beam_size=cfg.beam_size)
+                      device=device, temperatures=decode_temperatures(cfg.decode), beam_size=cfg.beam_size,
+                      best_of=cfg.best_of)
     for c, h in zip(clips, cached_hyps(out / "base_hyps.json", base, clips, decoder)):
         c["base_hyp"] = h
     systems: tuple[str, ...] = ("base",)

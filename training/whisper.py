@@ -170,14 +170,15 @@ class Decoder:
 
     def __init__(self, checkpoint: Path, threads: int = 2, batch_size: int = 16,
                  temperatures: tuple[float, ...] = (0.0,), max_new_tokens: int = 128,
-                 device: str | torch.device = "cpu", beam_size: int = 1) -> None:
+                 device: str | torch.device = "cpu", beam_size: int = 1, best_of: int = 1) -> None:
         from service.engines.embedded import load_transcriber
 
         settings = Settings(threads=threads, max_batch_size=batch_size, device=str(device))
         self.transcriber = load_transcriber(Path(checkpoint), settings)
         self.batch_size = batch_size
         self.options = TranscriptionOptions(language="en", temperatures=temperatures, seed=0,
-                                            max_new_tokens=max_new_tokens, beam_size=beam_size)
+                                            max_new_tokens=max_new_tokens, beam_size=beam_size,
+                                            best_of=best_of)
 
     def use_model(self, model: torch.nn.Module) -> Decoder:
         runner = WhisperRunner(unwrap(model))

@@ -184,7 +184,8 @@ async def realtime(ws: WebSocket) -> None:
 
     session_id = new_id("sess")
     config = SessionConfig(partial_interval_s=settings.realtime_partial_interval_s,
-                           max_utterance_s=settings.realtime_max_utterance_s, final_beam_size=settings.beam_size)
+                           max_utterance_s=settings.realtime_max_utterance_s, final_beam_size=settings.beam_size,
+                           final_best_of=settings.best_of)
     session = TranscriptionSession(transcribe, emit, config, on_partial_latency=state.metrics.partial_latency.observe)
     sender = asyncio.create_task(send_loop(), name="realtime-sender")
     worker = asyncio.create_task(_guarded_worker(session, emit), name="realtime-worker")

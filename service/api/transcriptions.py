@@ -64,7 +64,8 @@ async def create_transcription(
     options = TranscriptionOptions(
         language=lang, prompt=prompt or None,
         temperatures=DEFAULT_TEMPERATURES if temperature == 0 else (temperature,),
-        word_timestamps="word" in granularities, beam_size=state.settings.beam_size)
+        word_timestamps="word" in granularities, beam_size=state.settings.beam_size,
+        best_of=state.settings.best_of)
     started = time.monotonic()
     try:
         result, route = await asyncio.wait_for(state.transcribe(audio.samples, options, router_mode),

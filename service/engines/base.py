@@ -29,6 +29,8 @@ class TranscriptionOptions:
     temperatures: tuple[float, ...] = DEFAULT_TEMPERATURES
     word_timestamps: bool = False
     beam_size: int = 1
+    #: Samples drawn per window at a fallback temperature; the most likely one is kept (OpenAI's ``best_of``).
+    best_of: int = 1
     # Fallback and guard thresholds, as in OpenAI's reference transcribe().
     compression_ratio_threshold: float = 2.4
     logprob_threshold: float = -1.0

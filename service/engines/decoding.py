@@ -44,13 +44,14 @@ class TokenDecoder:
     @torch.inference_mode()
     def decode(self, encoder_states: torch.Tensor, prompts: list[list[int]], temperature: float,
                max_new_tokens: int, generators: list[torch.Generator | None] | None = None,
-               lengths: torch.Tensor | None = None, beam_size: int = 1) -> list[WindowDecode]:
+               lengths: torch.Tensor | None = None, beam_size: int = 1, best_of: int = 1) -> list[WindowDecode]:
         """Decode one window per row of ``encoder_states``; ``lengths`` gives each row's valid
         encoder positions when rows of different window lengths were padded together.
 
         At temperature 0 a ``beam_size`` above 1 runs beam search (:mod:`service.engines.beam_search`);
-        sampled decodes (the fallback temperatures) draw one sequence per row whatever the beam size,
-        as OpenAI's ``transcribe()`` does with ``best_of`` 1.
+        sampled decodes (the fallback temperatures) draw ``best_of`` sequences per row and keep the
+        one with the highest log-probability per token, as OpenAI's ``transcribe()`` and faster-whisper
+        do (:meth:`_best_of`); the beam size does not apply to them.
         """
         batch = encoder_states.shape[0]
         prompt_len = len(prompts[0])
@@ -59,6 +60,8 @@ class TokenDecoder:
         max_new = max(1, min(max_new_tokens, self.runner.max_positions - prompt_len))
         if beam_size > 1 and temperature == 0.0:
             return beam_search(self, encoder_states, prompts, max_new, beam_size, lengths)
+        if best_of > 1 and temperature > 0.0:
+            return self._best_of(encoder_states, prompts, temperature, max_new, generators, lengths, best_of)
         state = self.runner.start(encoder_states, prompt_len + max_new, lengths)
         prompt = torch.tensor(prompts, dtype=torch.long)
         logits = self.runner.step(prompt, state)
@@ -94,6 +97,26 @@ class TokenDecoder:
             logits = self.runner.step(next_tokens[:, None], state)[:, -1]
         return [WindowDecode(generated[r], sum_logprobs[r], float(no_speech[r]), temperature)
                 for r in range(batch)]
+
+    def _best_of(self, encoder_states: torch.Tensor, prompts: list[list[int]], temperature: float,
+                 max_new: int, generators: list[torch.Generator | None] | None, lengths: torch.Tensor | None,
+                 best_of: int) -> list[WindowDecode]:
+        """``best_of`` samples of each window, ranked as OpenAI's ``MaximumLikelihoodRanker`` without a
+        length penalty: sum log-prob (EOT included) / tokens (EOT excluded), the same rank beam search uses.
+
+        The samples are plain rows (each window's states repeated), drawn from the window's own generator
+        one after the other, so a seeded request gets the same answer whatever else is in the batch.
+        """
+        k = best_of
+        rows = torch.arange(encoder_states.shape[0]).repeat_interleave(k)
+        samples = self.decode(encoder_states[rows], [prompts[r] for r in rows.tolist()], temperature, max_new,
+                              [generators[r] for r in rows.tolist()] if generators else None,
+                              lengths[rows] if lengths is not None else None)
+        out = []
+        for w in range(encoder_states.shape[0]):
+            group = samples[w * k:(w + 1) * k]
+            out.append(max(group, key=lambda d: d.sum_logprob / max(1, len(d.tokens))))
+        return out
 
     def _sample(self, logits: torch.Tensor, rows: torch.Tensor,
                 generators: list[torch.Generator | None] | None) -> torch.Tensor:

@@ -184,18 +184,20 @@ class Transcriber:
         pending = list(range(len(jobs)))
         attempt = 0
         while pending:
-            groups: dict[tuple[float, int, int], list[int]] = {}
+            groups: dict[tuple[float, int, int, int], list[int]] = {}
             for i in pending:
                 temps = jobs[i].options.temperatures or (0.0,)
                 prompt = self._prompt(jobs[i])
-                key = (temps[min(attempt, len(temps) - 1)], len(prompt), jobs[i].options.beam_size)
+                key = (temps[min(attempt, len(temps) - 1)], len(prompt), jobs[i].options.beam_size,
+                       jobs[i].options.best_of)
                 groups.setdefault(key, []).append(i)
             still: list[int] = []
-            for (temperature, _, beam_size), members in groups.items():
+            for (temperature, _, beam_size, best_of), members in groups.items():
                 decodes = self.decoder.decode(
                     states[members], [self._prompt(jobs[i]) for i in members], temperature,
                     max(jobs[i].options.max_new_tokens for i in members),
-                    [jobs[i].generator for i in members], lengths=lengths[members], beam_size=beam_size)
+                    [jobs[i].generator for i in members], lengths=lengths[members], beam_size=beam_size,
+                    best_of=best_of)
                 for i, d in zip(members, decodes):
                     results[i] = d
                     temps = jobs[i].options.temperatures or (0.0,)

@@ -37,8 +37,8 @@ limit (``VLLM_MAX_AUDIO_DECODE_DURATION_S``, 600 s by default): above ``vllm_max
   request, on the compression-ratio test only (a repetition loop); the log-prob test needs the
   no-speech gate to be safe on noise, so it is not used. A decode still looping after the last
   temperature is dropped, as in the embedded engine.
-* Word timestamps, ``condition_on_previous_text`` and ``beam_size > 1`` are refused (400, or a
-  start-up error for the beam setting), never silently ignored.
+* Word timestamps, ``condition_on_previous_text``, ``beam_size > 1`` and ``best_of > 1`` are refused
+  (400, or a start-up error for the service settings), never silently ignored.
 * vLLM 0.32 builds a multilingual prompt for every Whisper and so returns empty text for
   English-only checkpoints, and its verbose_json drops text Whisper did not close with a timestamp
   (a whole dense 30 s window came back empty); ``deploy/vllm-plugin`` (installed next to vLLM)
@@ -157,6 +157,9 @@ class VllmEngine(Engine):
         if settings.beam_size > 1:
             raise VllmStartError("--engine vllm decodes greedily or by sampling; beam_size > 1 is not "
                                  "supported through vLLM's transcription endpoint (use --beam-size 1).")
+        if settings.best_of > 1:
+            raise VllmStartError("--engine vllm draws one sample per fallback temperature; best_of > 1 is not "
+                                 "supported through vLLM's transcription endpoint (use --best-of 1).")
         started = time.monotonic()
         loop = asyncio.get_running_loop()
         self._vocab = await loop.run_in_executor(None, _load_vocabulary, self._path)
@@ -278,6 +281,8 @@ class VllmEngine(Engine):
                                  code="unsupported_option")
         if opts.beam_size > 1:
             raise InvalidRequest("Beam search is not supported by the vLLM engine.", code="unsupported_option")
+        if opts.best_of > 1:
+            raise InvalidRequest("best_of above 1 is not supported by the vLLM engine.", code="unsupported_option")
         if opts.adapter not in self._reachable:
             raise InvalidRequest(f"No {opts.adapter} model is served by vLLM; set --vllm-robust-model.",
                                  param="router", code="adapter_not_loaded")

@@ -48,6 +48,8 @@ class SessionConfig:
     max_pending_finals: int = 4
     #: Beam width of a final's temperature-0 pass (the service's ``beam_size``); partials stay greedy.
     final_beam_size: int = 1
+    #: Samples per fallback temperature of a final (the service's ``best_of``); partials never fall back.
+    final_best_of: int = 1
 
 
 @dataclass
@@ -196,7 +198,8 @@ class TranscriptionSession:
         # full window, so the partials' speed matters more than their last word.
         return TranscriptionOptions(language=self.config.language, prompt=self.config.prompt, temperatures=temps,
                                     trim_padding=None if final else True,
-                                    beam_size=self.config.final_beam_size if final else 1)
+                                    beam_size=self.config.final_beam_size if final else 1,
+                                    best_of=self.config.final_best_of if final else 1)
 
     async def _partial(self) -> None:
         item = self._current

@@ -79,7 +79,8 @@ async def run_job(job: StressJob, samples: np.ndarray, ctx: RunContext) -> None:
 def _options(job: StressJob, state: ServiceState) -> TranscriptionOptions:
     # The job's seed also seeds temperature fallback, so a re-run decodes the same way.
     return TranscriptionOptions(language=job.request.language, temperatures=DEFAULT_TEMPERATURES,
-                                beam_size=state.settings.beam_size, seed=job.request.seed)
+                                beam_size=state.settings.beam_size, best_of=state.settings.best_of,
+                                seed=job.request.seed)
 
 
 async def _transcribe_paths(samples: np.ndarray, paths: list[str], options: TranscriptionOptions,

@@ -22,3 +22,9 @@ def test_finals_get_the_services_beam_and_partials_stay_greedy() -> None:
     session = TranscriptionSession(_never, _never, SessionConfig(final_beam_size=5))
     assert session._options(final=True).beam_size == 5
     assert session._options(final=False).beam_size == 1
+
+
+def test_finals_get_the_services_best_of_and_partials_draw_one() -> None:
+    session = TranscriptionSession(_never, _never, SessionConfig(final_best_of=5))
+    assert session._options(final=True).best_of == 5
+    assert session._options(final=False).best_of == 1

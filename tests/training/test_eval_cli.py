@@ -51,3 +51,13 @@ def test_logprob_gate_is_a_log_probability_or_none(tmp_path):
             _parse("--logprob-gate", bad)
     assert load_config(DEFAULT_CONFIG).export.robust_logprob_gate is None  # off: it cost WER (round 7)
     assert robust_gate(str(tmp_path), -1.0) == -1.0  # a checkpoint folder: the recipe's export value
+
+
+def test_beam_and_best_of_are_validated_overrides():
+    recipe = load_config(DEFAULT_CONFIG).eval
+    assert (recipe.beam_size, recipe.best_of) == (1, 1)
+    both = eval_settings(recipe, _parse("--beam-size", "5", "--best-of", "5"))
+    assert (both.beam_size, both.best_of) == (5, 5)
+    for flag in ("--beam-size", "--best-of"):
+        with pytest.raises(ValidationError):
+            eval_settings(recipe, _parse(flag, "0"))
