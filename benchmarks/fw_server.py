@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import io
+from dataclasses import dataclass
 
 import numpy as np
 import soundfile as sf
@@ -24,14 +25,38 @@ from fastapi import FastAPI, File, Form, UploadFile
 TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 
 
-def transcribe_options(language: str | None) -> dict:
+@dataclass(frozen=True)
+class Decoding:
+    """The decode both systems run: beam width at temperature 0 and samples per fallback temperature.
+
+    1 / 1 is both engines' default (greedy, one sample); 5 / 5 is faster-whisper's and OpenAI's CLI default.
+    """
+
+    beam_size: int = 1
+    best_of: int = 1
+
+    def flags(self) -> list[str]:
+        """The same settings as command-line flags (``megaasr serve`` and this server take the same ones)."""
+        return ["--beam-size", str(self.beam_size), "--best-of", str(self.best_of)]
+
+    def describe(self) -> str:
+        beam = "greedy" if self.beam_size == 1 else f"beam search of width {self.beam_size}"
+        return f"{beam}, temperatures 0.0-1.0 fallback with best_of {self.best_of}"
+
+
+GREEDY = Decoding()
+
+
+def transcribe_options(language: str | None, decoding: Decoding = GREEDY) -> dict:
     """faster-whisper keyword arguments that match our engine's defaults (shared with in-process runs)."""
-    return {"language": language, "beam_size": 1, "best_of": 1, "temperature": list(TEMPERATURES),
+    return {"language": language, "beam_size": decoding.beam_size, "best_of": decoding.best_of,
+            "temperature": list(TEMPERATURES),
             "condition_on_previous_text": False, "vad_filter": False, "without_timestamps": False,
             "compression_ratio_threshold": 2.4, "log_prob_threshold": -1.0, "no_speech_threshold": 0.6}
 
 
-def build_app(model_dir: str, threads: int, compute_type: str, workers: int = 1) -> FastAPI:
+def build_app(model_dir: str, threads: int, compute_type: str, workers: int = 1,
+              decoding: Decoding = GREEDY) -> FastAPI:
     """The app with its model loaded (load time is not part of any measurement)."""
     from faster_whisper import WhisperModel
 
@@ -50,7 +75,7 @@ def build_app(model_dir: str, threads: int, compute_type: str, workers: int = 1)
         audio = audio.mean(axis=1)
         if sr != 16000:
             audio = soxr.resample(audio, sr, 16000).astype(np.float32)
-        segments, _ = model.transcribe(audio, **transcribe_options(language))
+        segments, _ = model.transcribe(audio, **transcribe_options(language, decoding))
         return {"text": "".join(s.text for s in segments).strip()}
 
     return app
@@ -64,8 +89,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="CTranslate2 cpu_threads")
     parser.add_argument("--compute-type", default="float32", choices=("float32", "int8"))
     parser.add_argument("--workers", type=int, default=1, help="CTranslate2 num_workers")
+    parser.add_argument("--beam-size", type=int, default=1, help="beam width at temperature 0")
+    parser.add_argument("--best-of", type=int, default=1, help="samples per fallback temperature")
     args = parser.parse_args()
-    app = build_app(args.model_dir, args.threads, args.compute_type, args.workers)
+    app = build_app(args.model_dir, args.threads, args.compute_type, args.workers,
+                    Decoding(args.beam_size, args.best_of))
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 
 

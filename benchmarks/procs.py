@@ -21,6 +21,8 @@ import httpx
 import numpy as np
 import psutil
 
+from benchmarks.fw_server import GREEDY, Decoding
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -62,6 +64,7 @@ class EngineSpec:
     compute_type: str
     threads: int
     language: str | None = "en"
+    decoding: Decoding = GREEDY
 
 
 def _worker(spec: EngineSpec, conn) -> None:
@@ -74,7 +77,8 @@ def _worker(spec: EngineSpec, conn) -> None:
         # Every other engine setting (e.g. MEGAASR_TRIM_PADDING) comes from the environment, as in serve.
         transcriber = load_transcriber(Path(spec.model_dir), Settings(threads=spec.threads,
                                                                       compute_type=spec.compute_type))
-        options = TranscriptionOptions(language=spec.language)
+        options = TranscriptionOptions(language=spec.language, beam_size=spec.decoding.beam_size,
+                                       best_of=spec.decoding.best_of)
 
         def run(audio: np.ndarray) -> str:
             return transcriber.transcribe([audio], [options])[0].text
@@ -85,7 +89,7 @@ def _worker(spec: EngineSpec, conn) -> None:
 
         model = WhisperModel(spec.model_dir, device="cpu", compute_type=spec.compute_type,
                              cpu_threads=spec.threads)
-        kwargs = transcribe_options(spec.language)
+        kwargs = transcribe_options(spec.language, spec.decoding)
 
         def run(audio: np.ndarray) -> str:
             segments, _ = model.transcribe(audio, **kwargs)
@@ -173,15 +177,16 @@ class Server:
 
 
 def our_server(model: str, compute_type: str, threads: int, port: int, log: Path | None,
-               extra_env: dict[str, str] | None = None) -> Server:
-    """``megaasr serve`` with the given model, compute type and threads (everything else default)."""
+               extra_env: dict[str, str] | None = None, decoding: Decoding = GREEDY) -> Server:
+    """``megaasr serve`` with the given model, compute type, threads and decoding (everything else default)."""
     command = [sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--model", model,
-               "--threads", str(threads), "--compute-type", compute_type]
+               "--threads", str(threads), "--compute-type", compute_type, *decoding.flags()]
     return Server("ours", command, port, env=extra_env, log=log)
 
 
-def fw_server(ct2_dir: Path, compute_type: str, threads: int, port: int, log: Path | None) -> Server:
+def fw_server(ct2_dir: Path, compute_type: str, threads: int, port: int, log: Path | None,
+              decoding: Decoding = GREEDY) -> Server:
     """The minimal faster-whisper server of :mod:`benchmarks.fw_server`."""
     command = [sys.executable, "-m", "benchmarks.fw_server", "--model-dir", str(ct2_dir), "--port", str(port),
-               "--threads", str(threads), "--compute-type", compute_type]
+               "--threads", str(threads), "--compute-type", compute_type, *decoding.flags()]
     return Server("faster-whisper", command, port, log=log)

@@ -81,3 +81,23 @@ def test_bench_registers_with_the_cli() -> None:
     from service.cli import build_parser
 
     assert build_parser().parse_args(["bench", "--quick"]).quick
+
+
+def test_beam_and_best_of_reach_both_systems_alike() -> None:
+    """``--beam-size 5 --best-of 5`` is what faster-whisper is given and what ``megaasr serve`` reads."""
+    from benchmarks.cli import register
+    from benchmarks.fw_server import GREEDY, Decoding, transcribe_options
+    from service.cli import _add_settings_flags, settings_from_args
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["bench", "--beam-size", "5", "--best-of", "4"])
+    decoding = Decoding(args.beam_size, args.best_of)
+    theirs = transcribe_options("en", decoding)
+    assert (theirs["beam_size"], theirs["best_of"]) == (5, 4)
+    assert (transcribe_options("en")["beam_size"], transcribe_options("en")["best_of"]) == (1, 1)
+    serve = argparse.ArgumentParser()
+    _add_settings_flags(serve)
+    ours = settings_from_args(serve.parse_args(decoding.flags()))
+    assert (ours.beam_size, ours.best_of) == (5, 4)
+    assert decoding != GREEDY and "width 5" in decoding.describe()
