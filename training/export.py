@@ -133,6 +133,25 @@ def router_summary(router_dir: str | Path) -> dict[str, Any] | None:
     return AudioQualityRouter.load(router_dir).training_metadata or None
 
 
+def serving_note(eval_config: dict[str, Any]) -> list[str]:
+    """Card lines telling a user how to serve the bundle so it decodes as its numbers were measured.
+
+    Why: the service's defaults are greedy (``beam_size = 1``, ``best_of = 1``) because a beam costs
+    ~2.5x the CPU time; a bundle measured with a wider search only reproduces its card when served
+    with the same flags, so the card says which ones (and nothing when the eval used the defaults).
+    """
+    beam, best_of = int(eval_config.get("beam_size", 1)), int(eval_config.get("best_of", 1))
+    flags = [f"--beam-size {beam}"] * (beam > 1) + [f"--best-of {best_of}"] * (best_of > 1)
+    if not flags:
+        return []
+    envs = [f"MEGAASR_BEAM_SIZE={beam}"] * (beam > 1) + [f"MEGAASR_BEST_OF={best_of}"] * (best_of > 1)
+    return ["## Serving", "",
+            (f"The numbers above were measured with `{' '.join(flags)}`; serve with the same "
+             f"(`megaasr serve --checkpoint <this folder> {' '.join(flags)}`, or `{' '.join(envs)}`) to "
+             "reproduce them. The service's default decode is greedy, which costs less CPU per request "
+             "and reads degraded audio less well (docs/eval.md)."), ""]
+
+
 def model_card(base_model: str, recipe: dict[str, Any], eval_summary: dict[str, Any] | None,
                router_summary: dict[str, Any] | None, stage: str = "sft") -> str:
     """Markdown model card with the training config and the measured numbers.
@@ -153,6 +172,7 @@ def model_card(base_model: str, recipe: dict[str, Any], eval_summary: dict[str, 
         routed = "routed" in eval_summary.get("clean", {})
         table = markdown(eval_summary, SYSTEMS) if routed else eval_summary.get("markdown", "")
         lines += ["## Evaluation (held-out speaker and sentences)", "", table, ""]
+        lines += serving_note(eval_summary.get("config", {}))
     if router_summary:
         lines += ["## Router", "", "```json", json.dumps(router_summary, indent=2), "```", ""]
     lines += ["## Training configuration", "", "```json", json.dumps(recipe, indent=2), "```", ""]

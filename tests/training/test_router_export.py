@@ -98,6 +98,18 @@ def test_model_card_says_how_the_eval_decoded():
     summary = {**summarise(CLIPS, SYSTEMS), "config": {"decode": "served"}, "markdown": "stale"}
     card = model_card("whisper-tiny.en", {"sft": {}}, summary, None)
     assert "Decode: served" in card and "stale" not in card
+    assert "## Serving" not in card  # measured with the service's defaults: nothing to add
+
+
+def test_model_card_tells_how_to_serve_a_bundle_measured_with_a_beam():
+    from tests.training.test_eval_summary import CLIPS
+    from training.eval import SYSTEMS, summarise
+    from training.export import model_card
+
+    summary = {**summarise(CLIPS, SYSTEMS), "config": {"decode": "served", "beam_size": 5}}
+    card = model_card("whisper-base", {"sft": {}}, summary, None)
+    serving = card.split("## Serving", 1)[1]
+    assert "--beam-size 5" in serving and "MEGAASR_BEAM_SIZE=5" in serving and "--best-of" not in serving
 
 
 def test_router_threshold_is_found_beside_the_run_or_in_the_saved_router(tmp_path):
