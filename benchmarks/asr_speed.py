@@ -479,7 +479,25 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+BENCH_EXTRAS = ("faster_whisper", "psutil")
+
+
+def require_bench_extras() -> None:
+    """Stop with the install command when the peer system is missing, before any weights are fetched.
+
+    Why: faster-whisper is the ``bench`` extra, not a service dependency; without it the run would
+    download and convert the CT2 weights first and then die in a traceback.
+    """
+    import importlib.util
+
+    missing = [name for name in BENCH_EXTRAS if importlib.util.find_spec(name) is None]
+    if missing:
+        raise SystemExit(f"the benchmark needs {', '.join(missing)} (the 'bench' extra): "
+                         "pip install -e '.[bench]'")
+
+
 def run_from_args(args: argparse.Namespace) -> dict:
+    require_bench_extras()
     return run(model=args.model, compute_types=tuple(c.strip() for c in args.compute_types.split(",") if c.strip()),
                threads=args.threads, quick=args.quick,
                sections=tuple(s.strip() for s in args.sections.split(",") if s.strip()), output=args.output,

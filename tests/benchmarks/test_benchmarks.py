@@ -101,3 +101,18 @@ def test_beam_and_best_of_reach_both_systems_alike() -> None:
     ours = settings_from_args(serve.parse_args(decoding.flags()))
     assert (ours.beam_size, ours.best_of) == (5, 4)
     assert decoding != GREEDY and "width 5" in decoding.describe()
+
+
+def test_a_missing_peer_stops_the_run_with_the_install_command_before_any_work(monkeypatch) -> None:
+    import importlib.util
+
+    import pytest
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "faster_whisper" else real(name, *a))
+    monkeypatch.setattr(asr_speed, "run", lambda **kw: pytest.fail("the run started without its peer"))
+    parser = argparse.ArgumentParser()
+    asr_speed.add_arguments(parser)
+    with pytest.raises(SystemExit, match=r"faster_whisper .*pip install -e '\.\[bench\]'"):
+        asr_speed.run_from_args(parser.parse_args(["--quick"]))
