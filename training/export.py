@@ -44,10 +44,19 @@ def _pattern(patterns: dict[str, Any], module: str, default: Any) -> Any:
     return default
 
 
-def combine_adapters(adapter_dirs: list[str | Path], out_dir: str | Path) -> Path:
-    """One peft adapter equal to the sum of ``adapter_dirs`` (each trained after merging the ones before)."""
+def combine_adapters(adapter_dirs: list[str | Path], out_dir: str | Path,
+                     weights: list[float] | None = None) -> Path:
+    """One peft adapter equal to the sum of ``adapter_dirs`` (each trained after merging the ones before).
+
+    ``weights`` scales each adapter's delta (default 1 each): a weighted sum of LoRA deltas is still a
+    LoRA (the weight goes into the stacked B), which is how a model soup of adapters trained from the
+    same base model, or a task vector scaled past 1, ships in the same bundle format (training/soup.py).
+    """
+    weights = [1.0] * len(adapter_dirs) if weights is None else list(weights)
+    if len(weights) != len(adapter_dirs):
+        raise ValueError(f"{len(weights)} weights for {len(adapter_dirs)} adapters")
     blocks: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
-    for folder in adapter_dirs:
+    for folder, weight in zip(adapter_dirs, weights):
         folder = Path(folder)
         config = json.loads((folder / "adapter_config.json").read_text())
         state = load_file(str(folder / "adapter_model.safetensors"))
@@ -55,7 +64,8 @@ def combine_adapters(adapter_dirs: list[str | Path], out_dir: str | Path) -> Pat
             if key.endswith(_A):
                 module = key[: -len(_A)]
                 a, b = state[key].float(), state[module + _B].float()
-                blocks.setdefault(module, []).append((a, b * _adapter_scale(config, _module_name(module))))
+                scale = _adapter_scale(config, _module_name(module)) * weight
+                blocks.setdefault(module, []).append((a, b * scale))
     if not blocks:
         raise ValueError("no LoRA tensors found in the given adapters")
     tensors: dict[str, torch.Tensor] = {}
@@ -90,13 +100,17 @@ def apply_adapter(model: torch.nn.Module, adapter_dir: str | Path) -> torch.nn.M
 # -- writing the bundle ------------------------------------------------------------------------
 def export_bundle(out_dir: str | Path, base_model: str, adapter_dirs: list[str | Path],
                   merged_dir: str | Path | None, router_dir: str | Path | None, router_threshold: float,
-                  card: str, robust_logprob_gate: float | None = None) -> Bundle:
-    """Assemble a bundle folder from training outputs (replacing any previous one)."""
+                  card: str, robust_logprob_gate: float | None = None,
+                  adapter_weights: list[float] | None = None) -> Bundle:
+    """Assemble a bundle folder from training outputs (replacing any previous one).
+
+    ``adapter_weights`` scales each of ``adapter_dirs`` (see ``combine_adapters``); default 1 each.
+    """
     out = Path(out_dir)
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    adapter = combine_adapters(adapter_dirs, out / "adapter") if adapter_dirs else None
+    adapter = combine_adapters(adapter_dirs, out / "adapter", adapter_weights) if adapter_dirs else None
     merged = None
     if merged_dir is not None:
         merged = out / "merged"
