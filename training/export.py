@@ -170,13 +170,17 @@ def model_card(base_model: str, recipe: dict[str, Any], eval_summary: dict[str, 
                router_summary: dict[str, Any] | None, stage: str = "sft") -> str:
     """Markdown model card with the training config and the measured numbers.
 
-    ``stage`` is the exported model's own training record (``sft`` or ``rl``): the card names the
-    stages the adapter really went through, not every stage the recipe has.
+    ``stage`` is the exported model's own training record (``sft`` or ``rl``; ``soup`` for a weighted
+    sum of trained adapters): the card names the stages the adapter really went through, not every
+    stage the recipe has.
     """
-    trained_by = ("A2S-SFT (three LoRA phases, merged between phases)" if stage == "sft" else
-                  "A2S-SFT (three LoRA phases, merged between phases) followed by DG-WGPO")
+    trained_by = {"sft": "trained by this project's A2S-SFT (three LoRA phases, merged between phases)",
+                  "rl": ("trained by this project's A2S-SFT (three LoRA phases, merged between phases) followed "
+                         "by DG-WGPO"),
+                  "soup": ("made by `training/soup.py` as a weighted sum of adapters that this project's A2S-SFT "
+                           "trained (see the weights below)")}[stage]
     lines = [f"# Mega-ASR robust LoRA for {base_model}", "",
-             (f"Robust adapter trained by this project's {trained_by} on simulated in-the-wild audio; "
+             (f"Robust adapter {trained_by} on simulated in-the-wild audio; "
               "an audio-quality router sends clean audio to the base model and degraded audio to the adapter."), "",
              "Load with `megaasr serve --checkpoint <this folder>`; `training.export.load_bundle` reads it.", ""]
     if eval_summary:

@@ -19,9 +19,10 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 from service.models.bundle import Bundle, load_bundle
-from training.export import export_bundle
+from training.export import export_bundle, model_card, router_summary
 
 
 def parse_weighted(spec: str) -> tuple[str, float]:
@@ -35,19 +36,31 @@ def parse_weighted(spec: str) -> tuple[str, float]:
         raise argparse.ArgumentTypeError(f"{spec!r}: expected DIR=WEIGHT with a number after '='") from None
 
 
-def soup_card(base_model: str, specs: list[tuple[str, float]]) -> str:
-    """Model card of a soup: what it is made of (the folders as given), and how to rebuild it."""
-    lines = [f"# Mega-ASR robust LoRA soup for {base_model}", "",
-             ("A weighted sum of trained robust adapters on the same base model (`training/soup.py`); "
-              "no training ran to make it. Router, threshold and confidence gate are the first bundle's."), "",
-             "| bundle | weight |", "|---|---|"]
+def soup_card(base_model: str, specs: list[tuple[str, float]], rank: int,
+              eval_summary: dict[str, Any] | None = None, router: dict[str, Any] | None = None) -> str:
+    """Model card of a soup: its eval numbers, what it is made of (folders as given) and how to rebuild it."""
+    recipe = {"soup": [{"bundle": folder, "weight": weight} for folder, weight in specs], "adapter_rank": rank}
+    card = model_card(base_model, recipe, eval_summary, router, stage="soup")
+    lines = ["## Soup", "", "| bundle | weight |", "|---|---|"]
     lines += [f"| `{folder}` | {weight:g} |" for folder, weight in specs]
     command = " ".join(f"--bundle {folder}={weight:g}" for folder, weight in specs)
-    lines += ["", f"Rebuild: `python -m training.soup {command} --out <folder>`", ""]
-    return "\n".join(lines)
+    lines += ["", (f"Rebuild: `python -m training.soup {command} --out <folder>`. No training ran to make it; "
+                   "router, threshold and confidence gate are the first bundle's."), "",
+              (f"The summed adapter has rank {rank} (the ranks add up); vLLM serves LoRA up to rank 16 by "
+               f"default, so start it with `--max-lora-rank {_vllm_rank(rank)}`." if rank > 16 else
+               f"The summed adapter has rank {rank}."), ""]
+    head, sep, tail = card.partition("## Training configuration")
+    return head + "\n".join(lines) + "\n" + sep + tail
 
 
-def make_soup(specs: list[tuple[str, float]], out_dir: str | Path) -> Bundle:
+def _vllm_rank(rank: int) -> int:
+    """The smallest ``--max-lora-rank`` value vLLM accepts (8, 16, 32, 64, ...) that holds ``rank``."""
+    choices = (8, 16, 32, 64, 128, 256, 320, 512)
+    return next((c for c in choices if c >= rank), rank)
+
+
+def make_soup(specs: list[tuple[str, float]], out_dir: str | Path,
+              eval_summary: dict[str, Any] | None = None) -> Bundle:
     """Write a bundle whose adapter is ``sum(weight * adapter)`` over the given bundles."""
     if not specs:
         raise ValueError("give at least one --bundle DIR=WEIGHT")
@@ -58,11 +71,17 @@ def make_soup(specs: list[tuple[str, float]], out_dir: str | Path) -> Bundle:
     missing = [str(bundle.root) for bundle, _ in parts if bundle.adapter is None]
     if missing:
         raise ValueError(f"no adapter in {missing}: only adapters (not merged-only bundles) can be summed")
+    out = Path(out_dir).resolve()
+    if any(out == b.root.resolve() or b.root.resolve() in out.parents for b, _ in parts):
+        raise ValueError(f"{out_dir} is one of the input bundles (or inside one), which writing it would destroy: "
+                         "write the soup to a new folder, then move it")
     first = parts[0][0]
-    card = soup_card(first.base_model, specs)
     bundle = export_bundle(out_dir, first.base_model, [b.adapter for b, _ in parts], None, first.router,
-                           first.router_threshold, card, first.robust_logprob_gate,
+                           first.router_threshold, "", first.robust_logprob_gate,
                            adapter_weights=[w for _, w in parts])
+    rank = int(json.loads((bundle.adapter / "adapter_config.json").read_text())["r"])
+    router = router_summary(first.router) if first.router else None
+    (Path(out_dir) / "README.md").write_text(soup_card(first.base_model, specs, rank, eval_summary, router))
     (Path(out_dir) / "soup.json").write_text(json.dumps(
         {"bundles": [{"path": folder, "weight": weight} for folder, weight in specs]}, indent=2))
     return bundle
@@ -73,8 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bundle", action="append", type=parse_weighted, required=True, metavar="DIR=WEIGHT",
                         help="an exported bundle and the weight of its adapter (repeat; default weight 1)")
     parser.add_argument("--out", required=True, help="folder of the new bundle (replaced if it exists)")
+    parser.add_argument("--eval-summary", help="summary.json of `megaasr eval` on this soup, for the model card")
     args = parser.parse_args(argv)
-    bundle = make_soup(args.bundle, args.out)
+    summary = json.loads(Path(args.eval_summary).read_text()) if args.eval_summary else None
+    bundle = make_soup(args.bundle, args.out, summary)
     print(f"wrote {bundle.root} ({len(args.bundle)} adapter(s))")
     return 0
 

@@ -69,6 +69,21 @@ def test_soup_merges_to_the_weighted_sum_of_the_deltas(setup, tmp_path):
     assert recipe == {"bundles": [{"path": str(first), "weight": 0.25}, {"path": str(second), "weight": 0.75}]}
     card = soup.card.read_text()
     assert f"--bundle {first}=0.25 --bundle {second}=0.75" in card
+    assert "rank 8." in card and "--max-lora-rank" not in card  # 4 + 4: within vLLM's default 16
+    assert "weighted sum of adapters" in card and card.index("## Soup") < card.index("## Training configuration")
+
+
+def test_vllm_rank_flag_is_the_next_allowed_value():
+    from training.soup import _vllm_rank
+
+    assert [_vllm_rank(r) for r in (4, 16, 17, 32, 48)] == [8, 16, 32, 32, 64]
+
+
+def test_soup_refuses_to_overwrite_an_input_bundle(setup):
+    _, _, first, _, _ = setup
+    with pytest.raises(ValueError, match="one of the input bundles"):
+        make_soup([(str(first), 1.0)], first)
+    assert (first / "adapter" / "adapter_model.safetensors").exists()
 
 
 def test_scaling_one_bundle_scales_its_delta(setup, tmp_path):
@@ -101,3 +116,14 @@ def test_bundle_weight_parsing():
     assert parse_weighted("runs/x=y=1.25") == ("runs/x=y", 1.25)
     with pytest.raises(argparse.ArgumentTypeError, match="DIR=WEIGHT"):
         parse_weighted("runs/a=half")
+
+
+def test_soup_card_carries_the_eval_and_the_vllm_rank():
+    from tests.training.test_eval_summary import CLIPS
+    from training.eval import SYSTEMS, summarise
+    from training.soup import soup_card
+
+    summary = {**summarise(CLIPS, SYSTEMS), "config": {"decode": "served", "beam_size": 5}}
+    card = soup_card("whisper-base", [("a", 1.0), ("b", 0.5)], 32, summary, {"threshold": 0.8})
+    assert "routed" in card and "--beam-size 5" in card and "--max-lora-rank 32" in card
+    assert "| `b` | 0.5 |" in card and '"threshold": 0.8' in card
