@@ -46,21 +46,31 @@ def build_eval_clips(cfg: EvalConfig, scenarios: str | None = None) -> list[dict
     """Clips (with audio arrays) of the held-out evaluation split."""
     names = read_reserved_names(cfg.reserved_prompts)
     prompts = asterisk_utterances(cfg.asterisk_dir, read_asterisk_transcripts(cfg.asterisk_transcripts), names)
-    audio = {u.id: read_audio(u.audio_path) for u in prompts}
+    return corrupt_utterances([(u.id, u.text, read_audio(u.audio_path)) for u in prompts], cfg, scenarios)
+
+
+def corrupt_utterances(utterances: list[tuple[str, str, np.ndarray]], cfg: EvalConfig,
+                       scenarios: str | None = None) -> list[dict[str, Any]]:
+    """The evaluation's clip set made from any clean ``(id, text, audio)`` utterances.
+
+    Why a function of its own: a tuning set (the validation speakers, docs/training.md round 24) must be
+    corrupted exactly as the eval prompts are (every scenario ``clips_per_scenario`` times, rotating
+    through the utterances, ``cfg.seed``), plus the clean clips and the noise-only and silent ones.
+    """
     rng = np.random.default_rng(cfg.seed)
     clips: list[dict[str, Any]] = []
     if cfg.clean:
-        clips += [{"id": u.id, "text": u.text, "scenario": CLEAN, "n_effects": 0, "severity": 0.0,
-                   "audio": audio[u.id]} for u in prompts]
-    order = list(rng.permutation(len(prompts)))
+        clips += [{"id": uid, "text": text, "scenario": CLEAN, "n_effects": 0, "severity": 0.0, "audio": audio}
+                  for uid, text, audio in utterances]
+    order = list(rng.permutation(len(utterances)))
     cursor = 0
     for scenario in resolve_scenarios(scenarios or cfg.scenarios):
         for copy in range(cfg.clips_per_scenario):
-            utt = prompts[order[cursor % len(order)]]
+            uid, text, audio = utterances[order[cursor % len(order)]]
             cursor += 1
             seed = int(rng.integers(2**31))
-            result = simulate(audio[utt.id], SAMPLE_RATE, scenario, None, seed, severity_mapping=cfg.severity_mapping)
-            clips.append({"id": f"{utt.id}__{scenario}__{copy}", "text": utt.text, "scenario": scenario,
+            result = simulate(audio, SAMPLE_RATE, scenario, None, seed, severity_mapping=cfg.severity_mapping)
+            clips.append({"id": f"{uid}__{scenario}__{copy}", "text": text, "scenario": scenario,
                           "n_effects": len(result.effects), "severity": result.severity, "seed": seed,
                           "audio": result.audio})
     for i in range(cfg.noise_only_clips):
