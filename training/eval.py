@@ -149,6 +149,12 @@ def speech_groups(clips: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]
             "3+ effects": [c for c in degraded if c["n_effects"] >= 3]}
 
 
+def _share(clips: list[dict[str, Any]], test) -> float | None:
+    """Share of ``clips`` passing ``test``; None for an empty group (a manifest of non-speech only has no
+    clean or degraded clips, and NaN is not valid JSON)."""
+    return float(np.mean([bool(test(c)) for c in clips])) if clips else None
+
+
 def summarise(clips: list[dict[str, Any]], systems: tuple[str, ...]) -> dict[str, Any]:
     """Corpus WER/CER and flag rates by system and by clip group."""
     headline = speech_groups(clips)
@@ -188,10 +194,10 @@ def summarise(clips: list[dict[str, Any]], systems: tuple[str, ...]) -> dict[str
                       "3+ effects": gain_interval(headline["3+ effects"], compared) if compared else None},
     }
     if clips and "p_dirty" in clips[0]:
-        summary["router"] = {"clean_sent_to_base": float(np.mean([not c["routed_robust"] for c in clean])) if clean else None,
-                             "degraded_sent_to_robust": float(np.mean([c["routed_robust"] for c in degraded])),
-                             "non_speech_sent_to_robust": float(np.mean([c["routed_robust"] for c in clips
-                                                                          if c["scenario"] in (NOISE_ONLY, SILENT)]))}
+        non_speech = [c for c in clips if c["scenario"] in (NOISE_ONLY, SILENT)]
+        summary["router"] = {"clean_sent_to_base": _share(clean, lambda c: not c["routed_robust"]),
+                             "degraded_sent_to_robust": _share(degraded, lambda c: c["routed_robust"]),
+                             "non_speech_sent_to_robust": _share(non_speech, lambda c: c["routed_robust"])}
     return summary
 
 

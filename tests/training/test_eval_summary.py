@@ -78,6 +78,14 @@ def test_router_shares_and_severity_order():
     assert s["by_severity"]["high"]["base"]["wer"] == 100.0
 
 
+def test_non_speech_only_manifest_gives_valid_json_router_shares():
+    # a manifest of noise and silence only (docs/cpu-runs/2026-12-07-nonspeech): no clean, no degraded clips
+    s = summarise([c for c in CLIPS if c["scenario"] in ("noise_only", "silent")], SYSTEMS)
+    assert s["router"] == {"clean_sent_to_base": None, "degraded_sent_to_robust": None, "non_speech_sent_to_robust": 0.5}
+    json.loads(json.dumps(s, allow_nan=False))  # no NaN anywhere
+    assert s["non_speech"]["noise_only"]["routed"]["inserted_words"] == 1
+
+
 def test_markdown_and_plot(tmp_path):
     s = summarise(CLIPS, SYSTEMS)
     text = markdown(s, SYSTEMS)
