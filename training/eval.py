@@ -194,7 +194,7 @@ def summarise(clips: list[dict[str, Any]], systems: tuple[str, ...]) -> dict[str
                       "3+ effects": gain_interval(headline["3+ effects"], compared) if compared else None},
     }
     if clips and "p_dirty" in clips[0]:
-        non_speech = [c for c in clips if c["scenario"] in (NOISE_ONLY, SILENT)]
+        non_speech = silent_like[NOISE_ONLY] + silent_like[SILENT]
         summary["router"] = {"clean_sent_to_base": _share(clean, lambda c: not c["routed_robust"]),
                              "degraded_sent_to_robust": _share(degraded, lambda c: c["routed_robust"]),
                              "non_speech_sent_to_robust": _share(non_speech, lambda c: c["routed_robust"])}

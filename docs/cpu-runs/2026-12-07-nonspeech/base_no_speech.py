@@ -2,9 +2,10 @@
 
 The adapter's no-speech head is untrained, so the robust path cannot tell noise from speech. This prints, for
 the noise clips where the routed system wrote words (from an eval's clips.jsonl on the non-speech set) and for
-the eval's degraded speech clips (std draw), the first window's no-speech probability from whisper-base
-(at the start-of-transcript position, as OpenAI's decoder reads it): how many hallucinations a "base says no speech -> robust says nothing" rule would
-remove, and how many degraded speech clips it would silence, with the words the adapter got right on them lost.
+the eval's degraded speech clips (std draw), the first window's no-speech probability from whisper-base (at the
+start-of-transcript position, as OpenAI's decoder reads it): how many hallucinations a "base says no speech ->
+robust says nothing" rule would remove, and how many degraded speech clips it would silence, with the words the
+adapter got right on them lost.
 Run from the repository root after the non-speech eval and round 22's std eval:
 
     python docs/cpu-runs/2026-12-07-nonspeech/base_no_speech.py runs/nonspeech/b5 runs/r22/std-b5
@@ -23,7 +24,8 @@ from training.eval import build_eval_clips, clips_from_manifest
 from training.whisper import resolve_model
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-parser.add_argument("nonspeech_eval", help="eval folder of the non-speech manifest (clips.jsonl)")
+parser.add_argument("nonspeech_eval", help="eval folder of the non-speech set (clips.jsonl), inside the set's folder "
+                    "(its manifest.jsonl one level up, as make_nonspeech_set.py writes it)")
 parser.add_argument("std_eval", help="eval folder of the std draw (clips.jsonl with robust hypotheses)")
 parser.add_argument("--threshold", type=float, default=0.6, help="OpenAI's no_speech_threshold")
 args = parser.parse_args()
@@ -63,17 +65,17 @@ for r, p in zip(talked, probs):
 caught = sum(p > args.threshold for r, p in zip(talked, probs) if r["routed_hyp"].strip())
 print(f"routed hallucinations the rule removes: {caught} of {sum(bool(r['routed_hyp'].strip()) for r in talked)}")
 
-std = {json.loads(line)["id"]: json.loads(line) for line in Path(args.std_eval, "clips.jsonl").read_text().splitlines()}
+std = {r["id"]: r for r in map(json.loads, Path(args.std_eval, "clips.jsonl").read_text().splitlines())}
 eval_cfg = EvalConfig(**json.loads(Path(args.std_eval, "summary.json").read_text())["config"])  # the same draw
 clips = [c for c in build_eval_clips(eval_cfg)
          if c["scenario"] not in ("clean", "noise_only", "silent")]
 probs = no_speech([c["audio"] for c in clips])
-silenced = [(c, p) for c, p in zip(clips, probs) if p > args.threshold]
-lost = sum(score(std[c["id"]]["text"], std[c["id"]]["routed_hyp"]).hits for c, _ in silenced)
-words = sum(score(std[c["id"]]["text"], "").reference_words for c in clips)
-gated = {c["id"] for c, _ in silenced}
-before = sum(score(std[c["id"]]["text"], std[c["id"]]["routed_hyp"]).word_edits for c in clips)
-after = sum(score(std[c["id"]]["text"], "" if c["id"] in gated else std[c["id"]]["routed_hyp"]).word_edits for c in clips)
+routed = [score(std[c["id"]]["text"], std[c["id"]]["routed_hyp"]) for c in clips]
+silenced = [s for s, p in zip(routed, probs) if p > args.threshold]
+lost = sum(s.hits for s in silenced)
+words = sum(s.reference_words for s in routed)
+before = sum(s.word_edits for s in routed)
+after = before - sum(s.word_edits for s in silenced) + sum(s.reference_words for s in silenced)  # silenced: all deleted
 print(f"degraded speech clips the rule silences: {len(silenced)} of {len(clips)}; "
       f"words the routed system got right on them: {lost} of {words} reference words; "
       f"routed WER on the draw {100 * before / words:.2f} -> {100 * after / words:.2f}")

@@ -3,7 +3,7 @@
 Why: each eval draw holds 16 non-speech clips (12 synthetic coloured noise at -45..-15 dBFS, 4 silent), and on
 them every whisper-base system with a beam of 5 says nothing, so "fewer" can only read as a tie. This set is
 made the way the training build makes its non-speech clips (`training.data.nonspeech_rows`): half real recorded
-noise from Debian's sonic-pi samples (CC0: rain, wind, crowds, engines, music loops), the rest coloured noise
+noise from Debian's sonic-pi samples (CC0: instruments, loops, hums, glitches, impacts), the rest coloured noise
 and silence or room tone, levels -50..-12 dBFS, 1.5-8 s. Its own seed, so the clips are not the training ones;
 the robust model did train on other segments of the same sonic-pi recordings with an empty target (the recipe's
 `nonspeech_fraction`), which the docs say when quoting the result. Writes wavs and a manifest that
