@@ -43,6 +43,19 @@ class GateArg:
             raise argparse.ArgumentTypeError(f"a log-probability is <= 0, got {text!r}")
         return cls(value)
 
+    @classmethod
+    def parse_probability(cls, text: str) -> GateArg:
+        """``--no-speech-gate``: a probability strictly between 0 and 1, or ``none``."""
+        if text.strip().lower() == "none":
+            return cls(None)
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a probability or 'none', got {text!r}") from None
+        if not 0.0 < value < 1.0:
+            raise argparse.ArgumentTypeError(f"a no-speech gate lies strictly between 0 and 1, got {text!r}")
+        return cls(value)
+
 
 def _add_config(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=str(DEFAULT_CONFIG), help="recipe TOML (training/configs/)")
@@ -116,16 +129,19 @@ def eval_settings(eval_cfg: EvalConfig, args: argparse.Namespace) -> EvalConfig:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from training.eval import robust_gate, run_eval
+    from training.eval import robust_gate, robust_no_speech_gate, run_eval
 
     cfg = _config(args)
     ecfg = eval_settings(cfg.eval, args)
-    gate = None
+    gate = no_speech = None
     if args.robust:
         gate = (args.logprob_gate.value if args.logprob_gate is not None
                 else robust_gate(args.robust, cfg.export.robust_logprob_gate))
+        no_speech = (args.no_speech_gate.value if args.no_speech_gate is not None
+                     else robust_no_speech_gate(args.robust, cfg.export.robust_no_speech_gate))
     summary = run_eval(ecfg, args.base or cfg.sft.base_model, args.robust, args.router, args.threshold,
-                       manifest=args.manifest, scenarios=args.scenarios, robust_logprob_gate=gate)
+                       manifest=args.manifest, scenarios=args.scenarios, robust_logprob_gate=gate,
+                       robust_no_speech_gate=no_speech)
     print(summary["markdown"] or json.dumps(summary["overall_degraded"], indent=2))
     print(f"written to {ecfg.out_dir}")
     return 0
@@ -144,9 +160,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
                       {k: v for k, v in (router_summary or {}).items() if k != "history"} or None,
                       stage=training_record.get("stage", "sft"))
     gate = cfg.export.robust_logprob_gate if args.logprob_gate is None else args.logprob_gate.value
+    no_speech = cfg.export.robust_no_speech_gate if args.no_speech_gate is None else args.no_speech_gate.value
     bundle = export_bundle(args.out, cfg.sft.base_model, training_record["adapters"],
                            None if args.no_merged else args.robust, args.router, float(threshold), card,
-                           robust_logprob_gate=gate)
+                           robust_logprob_gate=gate, robust_no_speech_gate=no_speech)
     print(bundle)
     return 0
 
@@ -212,6 +229,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--logprob-gate", type=GateArg.parse, metavar="LOGPROB|none",
                     help="the robust system's confidence gate (default: the bundle's; for a checkpoint folder, "
                          "[export].robust_logprob_gate); 'none' decodes it without one")
+    ev.add_argument("--no-speech-gate", type=GateArg.parse_probability, metavar="PROB|none",
+                    help="skip a robust window whose base-model no-speech probability is above PROB (default: the "
+                         "bundle's robust_no_speech_gate; for a checkpoint folder, [export].robust_no_speech_gate); "
+                         "'none' decodes it without one")
     ev.set_defaults(func=_cmd_eval)
 
     ex = subparsers.add_parser("export", help="write a megaasr-bundle/1 folder for `megaasr serve --checkpoint`")
@@ -223,5 +244,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ex.add_argument("--no-merged", action="store_true", help="omit merged/ (adapter only)")
     ex.add_argument("--logprob-gate", type=GateArg.parse, metavar="LOGPROB|none",
                     help="robust_logprob_gate written into the bundle (default: [export].robust_logprob_gate)")
+    ex.add_argument("--no-speech-gate", type=GateArg.parse_probability, metavar="PROB|none",
+                    help="robust_no_speech_gate written into the bundle (default: [export].robust_no_speech_gate)")
     ex.add_argument("--out", required=True, help="bundle folder to write (replaced)")
     ex.set_defaults(func=_cmd_export)

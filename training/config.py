@@ -265,6 +265,13 @@ class ExportConfig(_Strict):
     #: omissions (50 -> 75 %, 45 -> 64 %): users would lose partly right text (docs/training.md, round 7).
     #: ``megaasr eval`` decodes a robust checkpoint that is not a bundle with it too.
     robust_logprob_gate: float | None = Field(None, le=0.0)
+    #: The robust path's base-model no-speech gate written into the bundle (``robust_no_speech_gate``):
+    #: before the robust model decodes a window, the base model reads its no-speech probability, and a
+    #: window above this is skipped (``service.engines.no_speech_probe``). The adapter's own no-speech
+    #: head is dead; the base model's still reads 0.62-0.94 on the noise clips the adapter writes
+    #: sentences on. Off by default in a recipe; the shipped bundle's value is chosen on validation
+    #: clips (docs/training.md, round 28).
+    robust_no_speech_gate: float | None = Field(None, gt=0.0, lt=1.0)
 
 
 class RecipeConfig(_Strict):

@@ -120,6 +120,14 @@ def robust_gate(robust: str, recipe_gate: float | None) -> float | None:
     return load_bundle(path).robust_logprob_gate if (path / "bundle.json").exists() else recipe_gate
 
 
+def robust_no_speech_gate(robust: str, recipe_gate: float | None) -> float | None:
+    """The base-model no-speech gate the robust system is served with: a bundle's own, else the recipe's."""
+    from training.export import load_bundle
+
+    path = Path(robust)
+    return load_bundle(path).robust_no_speech_gate if (path / "bundle.json").exists() else recipe_gate
+
+
 #: ``[eval].decode`` modes: the temperature schedule and how the reports name it.
 DECODE_MODES: dict[str, tuple[tuple[float, ...], str]] = {
     "served": (DEFAULT_TEMPERATURES, "the service's default (greedy + temperature fallback)"),
@@ -249,6 +257,9 @@ def markdown(summary: dict[str, Any], systems: tuple[str, ...]) -> str:
         gate = summary.get("systems", {}).get("robust_logprob_gate")
         intro += (f"; robust path: windows below a mean log-prob of {gate} dropped (the bundle's confidence gate)"
                   if gate is not None else "; robust path: no confidence gate")
+        no_speech = summary.get("systems", {}).get("robust_no_speech_gate")
+        if no_speech is not None:
+            intro += f"; robust windows skipped where the base model's no-speech probability is above {no_speech}"
     intro = intro + ".\n\n" if intro else ""
     text = intro + head + row("clean", summary["clean"]) + row("degraded, all 54 scenarios", summary["overall_degraded"],
                                                        ci.get("degraded"))
@@ -311,6 +322,8 @@ def cached_hyps(path: Path, base: str, clips: list[dict[str, Any]], decoder, lab
         fingerprint["best_of"] = decoder.options.best_of
     if decoder.transcriber.guards.min_avg_logprob is not None:  # absent when unset: older caches stay valid
         fingerprint["min_avg_logprob"] = decoder.transcriber.guards.min_avg_logprob
+    if decoder.transcriber.probe is not None:
+        fingerprint["base_no_speech_gate"] = decoder.transcriber.probe.threshold
     if path.exists():
         saved = json.loads(path.read_text())
         if saved["fingerprint"] == fingerprint:
@@ -322,12 +335,15 @@ def cached_hyps(path: Path, base: str, clips: list[dict[str, Any]], decoder, lab
 
 def run_eval(cfg: EvalConfig, base: str, robust: str | None, router_dir: str | None, threshold: float | None,
              manifest: str | None = None, scenarios: str | None = None,
-             robust_logprob_gate: float | None = None) -> dict[str, Any]:
+             robust_logprob_gate: float | None = None,
+             robust_no_speech_gate: float | None = None) -> dict[str, Any]:
     """Decode the eval set with each system on ``cfg.device``; write clips.jsonl, summary.json, summary.md, plots.
 
     The base model is decoded as the service's base path (no confidence gate); the robust model with
-    ``robust_logprob_gate``, as the service's robust path decodes it (see :func:`robust_gate`).
+    ``robust_logprob_gate`` and ``robust_no_speech_gate`` (the base model as its no-speech probe), as the
+    service's robust path decodes it (see :func:`robust_gate`).
     """
+    from service.engines.no_speech_probe import NoSpeechProbe
     from service.models.router_net import AudioQualityRouter
     from training.device import resolve_device
     from training.whisper import Decoder, resolve_model
@@ -347,8 +363,11 @@ def run_eval(cfg: EvalConfig, base: str, robust: str | None, router_dir: str | N
     systems: tuple[str, ...] = ("base",)
     if robust:
         model, _ = robust_model(robust, device)
+        base_runner = decoder.transcriber.runner
         decoder.use_model(model)
         decoder.transcriber.guards.min_avg_logprob = robust_logprob_gate
+        if robust_no_speech_gate is not None:
+            decoder.transcriber.probe = NoSpeechProbe(base_runner, decoder.transcriber.vocab, robust_no_speech_gate)
         robust_id = str(Path(robust).resolve())
         for c, h in zip(clips, cached_hyps(out / "robust_hyps.json", robust_id, clips, decoder, "robust")):
             c["robust_hyp"] = h
@@ -364,7 +383,8 @@ def run_eval(cfg: EvalConfig, base: str, robust: str | None, router_dir: str | N
         systems = SYSTEMS
     summary = summarise(clips, systems)
     summary["systems"] = {"base": base, "robust": robust, "router": router_dir,
-                          "robust_logprob_gate": robust_logprob_gate if robust else None}
+                          "robust_logprob_gate": robust_logprob_gate if robust else None,
+                          "robust_no_speech_gate": robust_no_speech_gate if robust else None}
     summary["n_clips"] = len(clips)
     summary["seconds"] = round(time.monotonic() - started, 1)
     summary["config"] = cfg.model_dump()

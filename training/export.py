@@ -101,7 +101,8 @@ def apply_adapter(model: torch.nn.Module, adapter_dir: str | Path) -> torch.nn.M
 def export_bundle(out_dir: str | Path, base_model: str, adapter_dirs: list[str | Path],
                   merged_dir: str | Path | None, router_dir: str | Path | None, router_threshold: float,
                   card: str, robust_logprob_gate: float | None = None,
-                  adapter_weights: list[float] | None = None) -> Bundle:
+                  adapter_weights: list[float] | None = None,
+                  robust_no_speech_gate: float | None = None) -> Bundle:
     """Assemble a bundle folder from training outputs (replacing any previous one).
 
     ``adapter_weights`` scales each of ``adapter_dirs`` (see ``combine_adapters``); default 1 each.
@@ -126,7 +127,7 @@ def export_bundle(out_dir: str | Path, base_model: str, adapter_dirs: list[str |
         net.save(router)
     meta = {"format": FORMAT, "base_model": base_model, "adapter": adapter and "adapter",
             "merged": merged and "merged", "router": router and "router", "router_threshold": router_threshold,
-            "robust_logprob_gate": robust_logprob_gate}
+            "robust_logprob_gate": robust_logprob_gate, "robust_no_speech_gate": robust_no_speech_gate}
     (out / "bundle.json").write_text(json.dumps(meta, indent=2))
     (out / "README.md").write_text(card)
     return load_bundle(out)

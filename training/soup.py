@@ -78,7 +78,7 @@ def make_soup(specs: list[tuple[str, float]], out_dir: str | Path,
     first = parts[0][0]
     bundle = export_bundle(out_dir, first.base_model, [b.adapter for b, _ in parts], None, first.router,
                            first.router_threshold, "", first.robust_logprob_gate,
-                           adapter_weights=[w for _, w in parts])
+                           adapter_weights=[w for _, w in parts], robust_no_speech_gate=first.robust_no_speech_gate)
     rank = int(json.loads((bundle.adapter / "adapter_config.json").read_text())["r"])
     router = router_summary(first.router) if first.router else None
     (Path(out_dir) / "README.md").write_text(soup_card(first.base_model, specs, rank, eval_summary, router))

@@ -65,6 +65,7 @@ class EmbeddedEngine(Engine):
         self._transcriber = await loop.run_in_executor(None, self._load)
         if self._robust_source is not None:
             self._robust = await loop.run_in_executor(None, self._load_robust)
+            self._robust.probe = robust_probe(self._robust_source, self._transcriber)
         self.load_seconds = time.monotonic() - started
         self._multilingual = self._transcriber.vocab.multilingual
         self._batcher = MicroBatcher(
@@ -124,6 +125,20 @@ class EmbeddedEngine(Engine):
             self._batcher = None
         self._transcriber = None
         self._robust = None
+
+
+def robust_probe(bundle: Bundle, base):
+    """The bundle's ``robust_no_speech_gate`` as a probe on the loaded base transcriber (None: no gate).
+
+    The probe shares the base path's model (no third copy); both paths run on the one decode thread.
+    """
+    if bundle.robust_no_speech_gate is None:
+        return None
+    from service.engines.no_speech_probe import NoSpeechProbe
+
+    log.info("robust path: windows whose base-model no-speech probability is above %.3f are skipped",
+             bundle.robust_no_speech_gate)
+    return NoSpeechProbe(base.runner, base.vocab, bundle.robust_no_speech_gate)
 
 
 def load_transcriber(path: Path, settings: Settings, adapter: Path | None = None,

@@ -19,6 +19,10 @@ Guards against invented text:
   unintelligible audio comes back as confident-looking invented text. A checkpoint bundle may set
   this floor (``robust_logprob_gate``) for the robust path; the base path keeps OpenAI's gate alone.
   The shipped bundles leave it off: it trades WER for fewer hallucinations (docs/training.md);
+* **base no-speech** (robust models only): with a :class:`NoSpeechProbe` (a bundle's
+  ``robust_no_speech_gate``), the base model reads each window's no-speech probability before the
+  robust model decodes it, and a window above the gate is skipped undecoded. This restores the
+  no-speech gate the adapter lost, with a head that still works (:mod:`service.engines.no_speech_probe`);
 * **no words**: a segment with no letter or digit (``". . ."``, a lone ``"-"``) is dropped. Whisper
   emits these on faint noise when a sampled fallback decode slips under the no-speech gate; they
   carry nothing a user can read, and keeping them made noise-only output depend on sampling luck.
@@ -34,6 +38,7 @@ import torch
 from service.engines.base import Segment, TranscriptionOptions, TranscriptionResult
 from service.engines.decoding import TokenDecoder, WindowDecode
 from service.engines.features import FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, SAMPLE_RATE, LogMel, pad_or_trim
+from service.engines.no_speech_probe import NoSpeechProbe
 from service.engines.vocabulary import WhisperVocabulary
 from service.engines.whisper_runner import WhisperRunner
 from service.scoring import compression_ratio
@@ -88,6 +93,8 @@ class _Job:
     tokens: list[int] = field(default_factory=list)
     language_probability: float = 1.0
     dropped_windows: int = 0
+    no_speech_gated_windows: int = 0
+    base_no_speech_probs: list[float] = field(default_factory=list)
 
     @property
     def content_frames(self) -> int:
@@ -103,8 +110,11 @@ class Transcriber:
 
     def __init__(self, runner: WhisperRunner, vocab: WhisperVocabulary, tokenizer, log_mel: LogMel,
                  max_batch_size: int = 8, guards: GuardConfig | None = None,
-                 window: WindowConfig | None = None) -> None:
+                 window: WindowConfig | None = None, probe: NoSpeechProbe | None = None) -> None:
         self.runner = runner
+        #: The base model's no-speech head, asked before each window is decoded (robust path only;
+        #: see :mod:`service.engines.no_speech_probe`).
+        self.probe = probe
         self.vocab = vocab
         self.tokenizer = tokenizer
         self.log_mel = log_mel
@@ -138,16 +148,26 @@ class Transcriber:
         for pos, i in enumerate(active):
             if jobs[i].language is None and self.vocab.multilingual:
                 self._detect_language(jobs[i], states[pos:pos + 1, :int(lengths[pos])])
+        if self.probe is not None:
+            keep = self._probe_no_speech([jobs[i] for i in active], [sizes[i] for i in active])
+            if not all(keep):
+                rows = [pos for pos, kept in enumerate(keep) if kept]
+                active, states, lengths = [active[pos] for pos in rows], states[rows], lengths[rows]
+                if not active:
+                    return
         decodes = self._decode_with_fallback([jobs[i] for i in active], states, lengths)
         for pos, i in enumerate(active):
             self._consume(jobs[i], decodes[pos], sizes[i])
 
-    def _encode(self, jobs: list[_Job], sizes: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Encode each job's current window; windows of one length share one encoder batch.
+    def _encode(self, jobs: list[_Job], sizes: list[int], runner: WhisperRunner | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encode each job's current window (with ``runner``, default this transcriber's own model);
+        windows of one length share one encoder batch.
 
         Returns the states padded to the longest window and each row's valid length (the decoder
         masks the rest), so rows are decoded together whatever their window length.
         """
+        runner = runner or self.runner
         frames = [self.window.frames(size, job.options.trim_padding) for job, size in zip(jobs, sizes)]
         by_length: dict[int, list[int]] = {}
         for i, f in enumerate(frames):
@@ -156,12 +176,32 @@ class Transcriber:
         states: torch.Tensor | None = None
         for f, rows in by_length.items():
             mels = torch.stack([pad_or_trim(jobs[i].mel[:, jobs[i].seek:jobs[i].seek + sizes[i]], f) for i in rows])
-            encoded = self.runner.encode(mels)
+            encoded = runner.encode(mels)
             if states is None:
                 states = encoded.new_zeros((len(jobs), longest, encoded.shape[-1]))
             states[rows, :encoded.shape[1]] = encoded
         assert states is not None
         return states, torch.tensor([f // 2 for f in frames], dtype=torch.long)
+
+    def _probe_no_speech(self, jobs: list[_Job], sizes: list[int]) -> list[bool]:
+        """Ask the probe (the base model) whether each window holds speech; skip those it says do not.
+
+        Returns, per job, whether its window is still to be decoded; a skipped window's job has
+        advanced past it, as a window dropped by the no-speech gate does.
+        """
+        probe = self.probe
+        assert probe is not None
+        states, lengths = self._encode(jobs, sizes, probe.runner)
+        probabilities = probe.probabilities(states, lengths, [j.language for j in jobs], [j.options.task for j in jobs])
+        keep = []
+        for job, size, p in zip(jobs, sizes, probabilities):
+            job.base_no_speech_probs.append(round(p, 4))
+            silent = probe.silent(p)
+            if silent:
+                job.no_speech_gated_windows += 1
+                job.seek += size
+            keep.append(not silent)
+        return keep
 
     def _is_silent(self, job: _Job, size: int) -> bool:
         start = job.seek * HOP_LENGTH
@@ -291,4 +331,11 @@ class Transcriber:
         return TranscriptionResult(
             text=text, segments=job.segments, language=job.language or "en",
             duration=len(job.audio) / SAMPLE_RATE, language_probability=job.language_probability,
-            adapter=job.options.adapter, extras={"dropped_windows": job.dropped_windows})
+            adapter=job.options.adapter, extras=self._extras(job))
+
+    def _extras(self, job: _Job) -> dict:
+        extras: dict = {"dropped_windows": job.dropped_windows}
+        if self.probe is not None:
+            extras["no_speech_gated_windows"] = job.no_speech_gated_windows
+            extras["base_no_speech_probs"] = job.base_no_speech_probs
+        return extras

@@ -33,6 +33,9 @@ limit (``VLLM_MAX_AUDIO_DECODE_DURATION_S``, 600 s by default): above ``vllm_max
 * The bundle's ``robust_logprob_gate`` (see ``service.models.bundle``) drops robust segments whose
   ``avg_logprob`` is below it, per segment (the embedded engine gates per 30 s window). A vLLM that
   reports no ``avg_logprob`` cannot be gated: that is logged once, not hidden.
+* The bundle's ``robust_no_speech_gate`` (the base model's no-speech head asked for each robust
+  window, ``service.engines.no_speech_probe``) needs that probability, so it is not applied here:
+  a warning at start says so.
 * One temperature per request: the fallback schedule (``temperature=0``) is run here, request by
   request, on the compression-ratio test only (a repetition loop); the log-prob test needs the
   no-speech gate to be safe on noise, so it is not used. A decode still looping after the last
@@ -117,6 +120,10 @@ class VllmEngine(Engine):
             url = (settings.vllm_robust_url or settings.vllm_url).rstrip("/")
             self._targets["robust"] = _Target("robust", url, robust_name)
         self._robust_gate = robust.robust_logprob_gate if robust is not None else None
+        if robust is not None and robust.robust_no_speech_gate is not None and "robust" in self._targets:
+            log.warning("the bundle's robust_no_speech_gate (%s) is not applied by the vLLM engine: vLLM reports no "
+                        "no-speech probability, so the robust path runs without it (the embedded engine applies it)",
+                        robust.robust_no_speech_gate)
         self._gate_unreadable_logged = False
         self._reachable: set[str] = set()
         self._client: httpx.AsyncClient | None = None

@@ -5,7 +5,7 @@ must not depend on the training code). Layout::
 
     bundle.json   {"format": "megaasr-bundle/1", "base_model": ..., "adapter": "adapter" | null,
                    "merged": "merged" | null, "router": "router" | null, "router_threshold": 0.5,
-                   "robust_logprob_gate": null | -1.0}
+                   "robust_logprob_gate": null | -1.0, "robust_no_speech_gate": null | 0.8}
     adapter/      peft LoRA adapter on the base model (the embedded engine merges it at load)
     merged/       optional full HF Whisper checkpoint with the adapter merged (what vLLM on the CPU serves)
     router/       AudioQualityRouter.save output
@@ -15,6 +15,12 @@ must not depend on the training code). Layout::
 log-prob is below it is dropped (``GuardConfig.min_avg_logprob``). It stands in for Whisper's
 no-speech gate, which the adapter's training leaves dead (see ``service.engines.transcriber``).
 Absent or null: no gate (bundles written before it existed load unchanged).
+
+``robust_no_speech_gate`` is the other half of what the adapter lost: the base model's no-speech
+probability, read for each robust window before it is decoded; a window above it is skipped
+(``service.engines.no_speech_probe``). A probability strictly between 0 and 1; absent or null: no gate.
+The embedded engine applies it; the vLLM engine cannot (vLLM reports no no-speech probability) and
+says so at start.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ class Bundle:
     router_threshold: float
     card: Path | None
     robust_logprob_gate: float | None = None
+    robust_no_speech_gate: float | None = None
 
     @property
     def has_robust(self) -> bool:
@@ -84,9 +91,15 @@ def load_bundle(directory: str | Path) -> Bundle:
         if isinstance(gate, bool) or not isinstance(gate, (int, float)) or not math.isfinite(gate) or gate > 0:
             raise BundleError(f"robust_logprob_gate must be a log-probability (a number <= 0) or null, got {gate!r}")
         gate = float(gate)
+    no_speech = meta.get("robust_no_speech_gate")
+    if no_speech is not None:
+        if isinstance(no_speech, bool) or not isinstance(no_speech, (int, float)) or not 0 < no_speech < 1:
+            raise BundleError(f"robust_no_speech_gate must be a probability strictly between 0 and 1 or null, "
+                              f"got {no_speech!r}")
+        no_speech = float(no_speech)
     card = root / "README.md"
     return Bundle(root, str(meta["base_model"]), part("adapter"), part("merged"), part("router"), threshold,
-                  card if card.exists() else None, gate)
+                  card if card.exists() else None, gate, no_speech)
 
 
 def served_base_model(explicit_model: str | None, bundle: Bundle | None, default_model: str) -> str:

@@ -180,3 +180,70 @@ def test_the_robust_path_gets_the_bundles_gate_and_the_base_path_none(tiny_en_di
                             robust=replace(shipped, robust_logprob_gate=-1.5))
     assert engine._load_robust().guards.min_avg_logprob == -1.5
     assert engine._load().guards.min_avg_logprob is None
+
+
+def test_no_speech_probe_reads_what_the_model_itself_reports(tiny, base, librivox) -> None:
+    """The probe is the decoder's own no-speech reading, taken from another model: whisper-base decoding
+    with tiny.en as its probe records tiny.en's own no-speech probability for the same window."""
+    from service.engines.no_speech_probe import NoSpeechProbe
+
+    audio = read16k(librivox[0][0])
+    options = [TranscriptionOptions(language="en")]
+    own = tiny.transcribe([audio], options)[0]
+    assert own.segments and len({s.seek for s in own.segments}) == 1  # one window
+    base.probe = NoSpeechProbe(tiny.runner, tiny.vocab, 0.999)
+    try:
+        probed = base.transcribe([audio], options)[0]
+    finally:
+        base.probe = None
+    assert probed.extras["base_no_speech_probs"] == [pytest.approx(own.segments[0].no_speech_prob, abs=1e-4)]
+    assert probed.extras["no_speech_gated_windows"] == 0
+    assert probed.text == base.transcribe([audio], options)[0].text
+
+
+def test_no_speech_gate_skips_exactly_the_windows_above_it(tiny, base, librivox) -> None:
+    from service.engines.no_speech_probe import NoSpeechProbe
+
+    audio = read16k(librivox[0][0])
+    options = [TranscriptionOptions(language="en")]
+    heard = base.transcribe([audio], options)[0]
+    p = tiny.transcribe([audio], options)[0].segments[0].no_speech_prob
+    assert heard.text and 0.0 < p < 0.5  # speech: the probe says so
+    try:
+        base.probe = NoSpeechProbe(tiny.runner, tiny.vocab, p + 1e-3)
+        assert base.transcribe([audio], options)[0].text == heard.text
+        base.probe = NoSpeechProbe(tiny.runner, tiny.vocab, max(p - 1e-3, 1e-6))
+        skipped = base.transcribe([audio], options)[0]
+    finally:
+        base.probe = None
+    assert skipped.text == "" and skipped.segments == [] and skipped.extras["no_speech_gated_windows"] == 1
+
+
+def test_the_robust_path_gets_the_bundles_no_speech_probe_on_the_base_model(tiny_en_dir: Path) -> None:
+    from dataclasses import replace
+
+    from service.models.bundle import load_bundle
+
+    shipped = load_bundle(Path(__file__).resolve().parents[2] / "checkpoints" / "whisper-tiny.en-robust")
+    engine = EmbeddedEngine(tiny_en_dir, "whisper-tiny.en", Settings(threads=2),
+                            robust=replace(shipped, robust_no_speech_gate=0.7))
+
+    async def run() -> tuple:
+        await engine.start()
+        try:
+            return engine._transcriber, engine._robust
+        finally:
+            await engine.close()
+
+    base_path, robust_path = asyncio.run(run())
+    assert base_path.probe is None
+    assert robust_path.probe is not None and robust_path.probe.threshold == 0.7
+    assert robust_path.probe.runner is base_path.runner  # the base model's head, no third copy
+
+
+def test_no_speech_probe_refuses_a_threshold_outside_zero_one(tiny) -> None:
+    from service.engines.no_speech_probe import NoSpeechProbe
+
+    for bad in (0.0, 1.0, -0.1, 2.0):
+        with pytest.raises(ValueError, match="strictly between 0 and 1"):
+            NoSpeechProbe(tiny.runner, tiny.vocab, bad)

@@ -103,6 +103,19 @@ def test_the_confidence_gate_is_read_and_checked(tmp_path: Path) -> None:
             load_bundle(root)
 
 
+def test_the_no_speech_gate_is_read_and_checked(tmp_path: Path) -> None:
+    root = _bundle(tmp_path / "b", router=None)
+    assert load_bundle(root).robust_no_speech_gate is None  # bundles written before the gate load unchanged
+    meta = json.loads((root / "bundle.json").read_text())
+    for good, read in ((0.8, 0.8), (0.05, 0.05), (None, None)):
+        (root / "bundle.json").write_text(json.dumps({**meta, "robust_no_speech_gate": good}))
+        assert load_bundle(root).robust_no_speech_gate == read
+    for bad in (0, 1, 1.5, -0.2, "0.8", True, float("nan")):
+        (root / "bundle.json").write_text(json.dumps({**meta, "robust_no_speech_gate": bad}))
+        with pytest.raises(BundleError, match="robust_no_speech_gate must be a probability"):
+            load_bundle(root)
+
+
 def test_explicit_model_beats_the_bundle_which_beats_the_default(tmp_path: Path) -> None:
     bundle = load_bundle(_bundle(tmp_path / "b", router=None))
     assert served_base_model(None, None, "whisper-tiny.en") == "whisper-tiny.en"

@@ -53,6 +53,20 @@ def test_logprob_gate_is_a_log_probability_or_none(tmp_path):
     assert robust_gate(str(tmp_path), -1.0) == -1.0  # a checkpoint folder: the recipe's export value
 
 
+def test_no_speech_gate_is_a_probability_or_none(tmp_path):
+    from training.cli import GateArg
+    from training.eval import robust_no_speech_gate
+
+    assert _parse().no_speech_gate is None  # not given: the bundle's (or the recipe's) gate
+    assert _parse("--no-speech-gate", "0.8").no_speech_gate == GateArg(0.8)
+    assert _parse("--no-speech-gate", "none").no_speech_gate == GateArg(None)
+    for bad in ("0", "1", "-0.5", "1.2", "loud"):
+        with pytest.raises(SystemExit):
+            _parse("--no-speech-gate", bad)
+    assert load_config(DEFAULT_CONFIG).export.robust_no_speech_gate is None
+    assert robust_no_speech_gate(str(tmp_path), 0.7) == 0.7  # a checkpoint folder: the recipe's export value
+
+
 def test_beam_and_best_of_are_validated_overrides():
     recipe = load_config(DEFAULT_CONFIG).eval
     assert (recipe.beam_size, recipe.best_of) == (1, 1)

@@ -63,11 +63,13 @@ def test_bundle_has_the_agreed_format(tmp_path):
     router.mark_trained({"test": True})
     router.save(tmp_path / "router")
     bundle = export_bundle(tmp_path / "bundle", "whisper-tiny.en", [tmp_path / "phase0"], model_path,
-                           tmp_path / "router", 0.4, "# card\n", robust_logprob_gate=-1.5)
+                           tmp_path / "router", 0.4, "# card\n", robust_logprob_gate=-1.5,
+                           robust_no_speech_gate=0.75)
     meta = json.loads((tmp_path / "bundle" / "bundle.json").read_text())
     assert meta == {"format": FORMAT, "base_model": "whisper-tiny.en", "adapter": "adapter", "merged": "merged",
-                    "router": "router", "router_threshold": 0.4, "robust_logprob_gate": -1.5}
-    assert bundle.robust_logprob_gate == -1.5
+                    "router": "router", "router_threshold": 0.4, "robust_logprob_gate": -1.5,
+                    "robust_no_speech_gate": 0.75}
+    assert bundle.robust_logprob_gate == -1.5 and bundle.robust_no_speech_gate == 0.75
     assert (bundle.adapter / "adapter_config.json").exists() and (bundle.adapter / "adapter_model.safetensors").exists()
     assert (bundle.merged / "config.json").exists() and (bundle.merged / "tokenizer_config.json").exists()
     assert AudioQualityRouter.load(bundle.router).trained and bundle.router_threshold == 0.4

@@ -31,7 +31,7 @@ def _bundle(tmp_path, model_path, name: str, seed: int, base_model: str):
     router.mark_trained({"test": True})
     router.save(tmp_path / f"{name}-router")
     export_bundle(tmp_path / name, base_model, [tmp_path / f"{name}-adapter"], None, tmp_path / f"{name}-router",
-                  0.3 + seed / 100, f"# {name}\n", robust_logprob_gate=-1.0)
+                  0.3 + seed / 100, f"# {name}\n", robust_logprob_gate=-1.0, robust_no_speech_gate=0.7 + seed / 100)
     return tmp_path / name
 
 
@@ -64,6 +64,7 @@ def test_soup_merges_to_the_weighted_sum_of_the_deltas(setup, tmp_path):
                                    atol=1e-6, rtol=1e-5)
     # router, threshold and gate are the first bundle's; the card and soup.json say what went in
     assert soup.router_threshold == pytest.approx(0.31) and soup.robust_logprob_gate == -1.0
+    assert soup.robust_no_speech_gate == pytest.approx(0.71)
     assert AudioQualityRouter.load(soup.router).trained
     recipe = json.loads((tmp_path / "soup" / "soup.json").read_text())
     assert recipe == {"bundles": [{"path": str(first), "weight": 0.25}, {"path": str(second), "weight": 0.75}]}
