@@ -127,7 +127,7 @@ class _CountingDecoder:
 
     def __init__(self):
         self.calls = 0
-        self.transcriber = SimpleNamespace(guards=GuardConfig())
+        self.transcriber = SimpleNamespace(guards=GuardConfig(), probe=None)
 
     def __call__(self, audios):
         self.calls += 1
@@ -154,6 +154,11 @@ def test_cached_hypotheses_are_reused_only_for_the_same_model_and_audio(tmp_path
     cached_hyps(path, "whisper-base", changed, decoder)  # the robust path's confidence gate: decoded again
     cached_hyps(path, "whisper-base", changed, decoder)
     assert decoder.calls == 5
+    decoder.transcriber.probe = SimpleNamespace(threshold=0.7)
+    cached_hyps(path, "whisper-base", changed, decoder)  # the base-model no-speech gate: decoded again
+    cached_hyps(path, "whisper-base", changed, decoder)
+    assert decoder.calls == 6
+    assert json.loads(path.read_text())["fingerprint"]["base_no_speech_gate"] == 0.7
 
 
 def test_served_decode_is_the_services_default_request():
