@@ -156,11 +156,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
     eval_summary = json.loads(Path(args.eval_summary).read_text()) if args.eval_summary else None
     router_summary = read_router_summary(args.router) if args.router else None
     threshold = args.threshold if args.threshold is not None else (router_summary or {}).get("threshold", 0.5)
-    card = model_card(cfg.sft.base_model, cfg.model_dump(), eval_summary,
-                      {k: v for k, v in (router_summary or {}).items() if k != "history"} or None,
-                      stage=training_record.get("stage", "sft"))
     gate = cfg.export.robust_logprob_gate if args.logprob_gate is None else args.logprob_gate.value
     no_speech = cfg.export.robust_no_speech_gate if args.no_speech_gate is None else args.no_speech_gate.value
+    recipe = cfg.model_dump()  # the card's recipe shows the gates the bundle really has (flags included)
+    recipe["export"].update(robust_logprob_gate=gate, robust_no_speech_gate=no_speech)
+    card = model_card(cfg.sft.base_model, recipe, eval_summary,
+                      {k: v for k, v in (router_summary or {}).items() if k != "history"} or None,
+                      stage=training_record.get("stage", "sft"))
     bundle = export_bundle(args.out, cfg.sft.base_model, training_record["adapters"],
                            None if args.no_merged else args.robust, args.router, float(threshold), card,
                            robust_logprob_gate=gate, robust_no_speech_gate=no_speech)

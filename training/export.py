@@ -167,6 +167,25 @@ def serving_note(eval_config: dict[str, Any]) -> list[str]:
              "and reads degraded audio less well (docs/eval.md)."), ""]
 
 
+def gate_note(export: dict[str, Any]) -> list[str]:
+    """Card lines on the robust path's gates: what each does and which engine applies it.
+
+    Why: the no-speech gate is what keeps the adapter quiet on music and noise, and only the embedded
+    engine can apply it; a user serving the bundle on vLLM must know the card's non-speech numbers do
+    not hold there.
+    """
+    lines = []
+    if export.get("robust_no_speech_gate") is not None:
+        lines.append(f"- `robust_no_speech_gate` {export['robust_no_speech_gate']}: before the adapter decodes a "
+                     "window, the base model reads its no-speech probability; a window above the gate is skipped "
+                     "(the adapter's own no-speech head is untrained). Applied by the embedded engine; the vLLM "
+                     "engine cannot read that probability and serves the adapter without it.")
+    if export.get("robust_logprob_gate") is not None:
+        lines.append(f"- `robust_logprob_gate` {export['robust_logprob_gate']}: a robust window whose mean token "
+                     "log-prob is below it is dropped (both engines).")
+    return ["## Robust-path gates", "", *lines, ""] if lines else []
+
+
 def model_card(base_model: str, recipe: dict[str, Any], eval_summary: dict[str, Any] | None,
                router_summary: dict[str, Any] | None, stage: str = "sft") -> str:
     """Markdown model card with the training config and the measured numbers.
@@ -192,6 +211,7 @@ def model_card(base_model: str, recipe: dict[str, Any], eval_summary: dict[str, 
         table = markdown(eval_summary, SYSTEMS) if routed else eval_summary.get("markdown", "")
         lines += ["## Evaluation (held-out speaker and sentences)", "", table, ""]
         lines += serving_note(eval_summary.get("config", {}))
+    lines += gate_note(recipe.get("export", {}))
     if router_summary:
         lines += ["## Router", "", "```json", json.dumps(router_summary, indent=2), "```", ""]
     lines += ["## Training configuration", "", "```json", json.dumps(recipe, indent=2), "```", ""]

@@ -132,6 +132,8 @@ def test_the_shipped_checkpoint_is_a_complete_bundle(folder: Path, base_model: s
     assert AudioQualityRouter.load(bundle.router).trained
     assert bundle.card is not None and "routed" in bundle.card.read_text()
     assert bundle.robust_logprob_gate is None  # the confidence gate cost WER on the eval (docs/training.md, round 7)
+    # whisper-base ships the base-model no-speech gate chosen on validation clips (docs/training.md, round 28)
+    assert bundle.robust_no_speech_gate == (0.7 if base_model == "whisper-base" else None)
 
 
 def test_serve_with_a_broken_checkpoint_fails_fast(tmp_path: Path, capsys) -> None:

@@ -83,6 +83,34 @@ def test_bundle_has_the_agreed_format(tmp_path):
         load_bundle(tmp_path / "bundle")
 
 
+def test_export_command_writes_the_gates_it_was_given_into_bundle_and_card(tmp_path):
+    """`megaasr export --no-speech-gate P --logprob-gate L`: both land in bundle.json, and the card's recipe
+    shows them (not the recipe file's null) so the card describes the bundle it comes with."""
+    from service.cli import main
+    from training.config import DEFAULT_CONFIG
+
+    model_path = tiny_whisper(tmp_path / "model", model_dir("whisper-tiny.en"))
+    model, _, _ = load_model(str(model_path))
+    add_lora(model, "joint", 1, 4, 8, 0.0).save_pretrained(tmp_path / "phase0")
+    robust = tmp_path / "final"
+    robust.mkdir()
+    (robust / "megaasr_training.json").write_text(json.dumps({"adapters": [str(tmp_path / "phase0")], "stage": "sft"}))
+    router = AudioQualityRouter()
+    router.mark_trained({"threshold": 0.6})
+    router.save(tmp_path / "router")
+    assert main(["export", "--config", str(DEFAULT_CONFIG), "--robust", str(robust), "--router", str(tmp_path / "router"),
+                 "--no-merged", "--no-speech-gate", "0.7", "--logprob-gate", "-2", "--out", str(tmp_path / "b")]) == 0
+    bundle = load_bundle(tmp_path / "b")
+    assert (bundle.robust_no_speech_gate, bundle.robust_logprob_gate, bundle.merged) == (0.7, -2.0, None)
+    card = bundle.card.read_text()
+    assert '"robust_no_speech_gate": 0.7' in card and '"robust_logprob_gate": -2.0' in card
+    assert "## Robust-path gates" in card and "vLLM engine cannot" in card
+    assert main(["export", "--config", str(DEFAULT_CONFIG), "--robust", str(robust), "--no-merged",
+                 "--out", str(tmp_path / "plain")]) == 0
+    assert load_bundle(tmp_path / "plain").robust_no_speech_gate is None  # the recipe's default: no gate
+    assert "Robust-path gates" not in load_bundle(tmp_path / "plain").card.read_text()
+
+
 def test_model_card_names_only_the_stages_the_model_went_through():
     from training.export import model_card
 
