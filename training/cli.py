@@ -76,7 +76,12 @@ def _cmd_data(args: argparse.Namespace) -> int:
     from training.data import build_datasets
 
     cfg = _config(args)
-    paths = build_datasets(cfg.data, grade_model(cfg), cfg.sft.threads)
+    if args.regrade_from:
+        from training.regrade import regrade_build
+
+        paths = regrade_build(args.regrade_from, cfg.data, grade_model(cfg), cfg.sft.threads)
+    else:
+        paths = build_datasets(cfg.data, grade_model(cfg), cfg.sft.threads)
     print(json.dumps({k: str(v) for k, v in paths.items()}, indent=2))
     return 0
 
@@ -180,6 +185,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     data = stages.add_parser("data", help="build train/val manifests: TTS + real speech -> 54 scenarios -> base WER")
     _add_config(data)
     _add_device(data, "data")
+    data.add_argument("--regrade-from", metavar="BUILD",
+                      help="do not render: grade BUILD's clips again with the recipe's grade model ([data].grade_model, "
+                           "else [sft].base_model) and write the regraded build to [data].out_dir")
     data.set_defaults(func=_cmd_data)
 
     sft = stages.add_parser("sft", help="A2S-SFT: three LoRA phases (upper encoder, decoder, joint), merged between",

@@ -339,7 +339,6 @@ def count_nonspeech(folders: list[str], split: str) -> int:
 
 def build_datasets(cfg: DataConfig, base_model: str, threads: int = 2) -> dict[str, Path]:
     """Synthesise, simulate, score with the base model and write every manifest under ``cfg.out_dir``."""
-    from service.scoring import corpus_score
     from training.whisper import Decoder, resolve_model
 
     out_dir = Path(cfg.out_dir)
@@ -367,12 +366,22 @@ def build_datasets(cfg: DataConfig, base_model: str, threads: int = 2) -> dict[s
     rng = np.random.default_rng([cfg.seed, 0] if first == 0 else [cfg.seed, 0, first])
     rows["train"] += nonspeech_rows(n_nonspeech, "train", rng, out_dir, cfg.sonic_pi_dir, first_index=first)
     rows = {split: merged_rows(cfg, split, own) if cfg.merge_from else own for split, own in rows.items()}
+    return write_build(rows, cfg, out_dir, base_model)
+
+
+def write_build(rows: dict[str, list[dict[str, Any]]], cfg: DataConfig, out_dir: Path, base_model: str,
+                extra: dict[str, Any] | None = None) -> dict[str, Path]:
+    """Write a build's manifests, its WER-graded subsets and ``summary.json`` (``base_model``: the grader)."""
+    from service.scoring import corpus_score
+
+    out_dir.mkdir(parents=True, exist_ok=True)
     paths = {split: write_manifest(r, out_dir / f"{split}.jsonl") for split, r in rows.items()}
     degraded = [r for r in rows["train"] if r["scenario"] not in (CLEAN, NOISE_ONLY, SILENT)]
     for grade in cfg.wer_grades:
         paths[f"train-wer{int(grade * 100)}"] = write_manifest(
             wer_subset(degraded, grade), out_dir / f"train-wer{int(grade * 100)}.jsonl")
     summary = {
+        **(extra or {}),
         "base_model": base_model,
         "counts": {k: len(read_manifest(p)) for k, p in paths.items()},
         "speakers": {s: sorted({r["speaker"] for r in r_}) for s, r_ in rows.items()},
