@@ -27,34 +27,35 @@ def _config(args: argparse.Namespace):
 
 @dataclass(frozen=True)
 class GateArg:
-    """``--logprob-gate``: a log-probability (<= 0), or ``none`` for no gate (distinct from "not given")."""
+    """A gate flag's value: a number, or ``none`` for no gate (distinct from "not given", which is None).
+
+    ``--logprob-gate`` takes a log-probability (<= 0), ``--no-speech-gate`` a probability in (0, 1).
+    """
 
     value: float | None
 
     @classmethod
-    def parse(cls, text: str) -> GateArg:
+    def _read(cls, text: str, what: str, valid, rule: str) -> GateArg:
         if text.strip().lower() == "none":
             return cls(None)
         try:
             value = float(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a log-probability or 'none', got {text!r}") from None
-        if not value <= 0.0:
-            raise argparse.ArgumentTypeError(f"a log-probability is <= 0, got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected {what} or 'none', got {text!r}") from None
+        if not valid(value):
+            raise argparse.ArgumentTypeError(f"{rule}, got {text!r}")
         return cls(value)
+
+    @classmethod
+    def parse(cls, text: str) -> GateArg:
+        """``--logprob-gate``: a log-probability (<= 0), or ``none``."""
+        return cls._read(text, "a log-probability", lambda v: v <= 0.0, "a log-probability is <= 0")
 
     @classmethod
     def parse_probability(cls, text: str) -> GateArg:
         """``--no-speech-gate``: a probability strictly between 0 and 1, or ``none``."""
-        if text.strip().lower() == "none":
-            return cls(None)
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a probability or 'none', got {text!r}") from None
-        if not 0.0 < value < 1.0:
-            raise argparse.ArgumentTypeError(f"a no-speech gate lies strictly between 0 and 1, got {text!r}")
-        return cls(value)
+        return cls._read(text, "a probability", lambda v: 0.0 < v < 1.0,
+                         "a no-speech gate lies strictly between 0 and 1")
 
 
 def _add_config(p: argparse.ArgumentParser) -> None:
