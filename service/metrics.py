@@ -29,6 +29,11 @@ class Metrics:
                                     buckets=(1, 2, 4, 8, 16, 32, 64), registry=r)
         self.router_decisions = Counter("megaasr_router_decisions_total", "Router choices.",
                                         ["adapter", "mode"], registry=r)
+        self.skipped_windows = Counter(
+            "megaasr_skipped_windows_total",
+            "30-second windows answered with no text by a guard: reason=guard (OpenAI's no-speech gate, a loop, "
+            "the robust log-prob gate) or no_speech_gate (the robust path's base-model no-speech gate).",
+            ["adapter", "reason"], registry=r)
         self.router_p_degraded = Histogram("megaasr_router_p_degraded",
                                            "Router probability that the audio is degraded (router=auto).",
                                            buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0), registry=r)

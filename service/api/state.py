@@ -87,6 +87,9 @@ class ServiceState:
 
     def observe_transcription(self, result: TranscriptionResult, seconds: float) -> None:
         self.metrics.audio_seconds.labels(adapter=result.adapter).inc(result.duration)
+        for reason, key in (("guard", "dropped_windows"), ("no_speech_gate", "no_speech_gated_windows")):
+            if result.extras.get(key):
+                self.metrics.skipped_windows.labels(adapter=result.adapter, reason=reason).inc(result.extras[key])
         if result.duration > 0:
             self.metrics.rtf.observe(seconds / result.duration)
 
