@@ -144,15 +144,22 @@ class Transcriber:
                 jobs[i].seek += sizes[i]
         if not active:
             return
+        # The probe runs before the robust encoder when every window's language is known (always on an
+        # English-only model), so a skipped window costs one base encoder pass and nothing else.
+        probe_first = self.probe is not None and all(jobs[i].language is not None for i in active)
+        if probe_first:
+            active = self._still_to_decode(jobs, active, sizes)
+            if not active:
+                return
         states, lengths = self._encode([jobs[i] for i in active], [sizes[i] for i in active])
         for pos, i in enumerate(active):
             if jobs[i].language is None and self.vocab.multilingual:
                 self._detect_language(jobs[i], states[pos:pos + 1, :int(lengths[pos])])
-        if self.probe is not None:
-            keep = self._probe_no_speech([jobs[i] for i in active], [sizes[i] for i in active])
-            if not all(keep):
-                rows = [pos for pos, kept in enumerate(keep) if kept]
-                active, states, lengths = [active[pos] for pos in rows], states[rows], lengths[rows]
+        if self.probe is not None and not probe_first:
+            kept = self._still_to_decode(jobs, active, sizes)
+            if len(kept) < len(active):
+                rows = [pos for pos, i in enumerate(active) if i in set(kept)]
+                active, states, lengths = kept, states[rows], lengths[rows]
                 if not active:
                     return
         decodes = self._decode_with_fallback([jobs[i] for i in active], states, lengths)
@@ -182,6 +189,11 @@ class Transcriber:
             states[rows, :encoded.shape[1]] = encoded
         assert states is not None
         return states, torch.tensor([f // 2 for f in frames], dtype=torch.long)
+
+    def _still_to_decode(self, jobs: list[_Job], active: list[int], sizes: list[int]) -> list[int]:
+        """The ``active`` job indices whose window the probe lets through."""
+        keep = self._probe_no_speech([jobs[i] for i in active], [sizes[i] for i in active])
+        return [i for i, kept in zip(active, keep) if kept]
 
     def _probe_no_speech(self, jobs: list[_Job], sizes: list[int]) -> list[bool]:
         """Ask the probe (the base model) whether each window holds speech; skip those it says do not.

@@ -199,6 +199,14 @@ def test_no_speech_probe_reads_what_the_model_itself_reports(tiny, base, librivo
     assert probed.extras["base_no_speech_probs"] == [pytest.approx(own.segments[0].no_speech_prob, abs=1e-4)]
     assert probed.extras["no_speech_gated_windows"] == 0
     assert probed.text == base.transcribe([audio], options)[0].text
+    # language not given: whisper-base detects it with its own encoder first, and the probe reads after that
+    base.probe = NoSpeechProbe(tiny.runner, tiny.vocab, 0.999)
+    try:
+        detected = base.transcribe([audio], [TranscriptionOptions()])[0]
+    finally:
+        base.probe = None
+    assert detected.language == "en"
+    assert detected.extras["base_no_speech_probs"] == probed.extras["base_no_speech_probs"]
 
 
 def test_no_speech_gate_skips_exactly_the_windows_above_it(tiny, base, librivox) -> None:
