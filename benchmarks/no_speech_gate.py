@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     base_dir = resolve(bundle.base_model, settings.home)
     base = load_transcriber(base_dir, settings)
     robust = load_transcriber(base_dir, settings, adapter=bundle.adapter)
-    probe = robust_probe(bundle, base)
+    probe = robust_probe(bundle.robust_no_speech_gate, base)
     options = TranscriptionOptions(language="en", beam_size=args.beam_size)
     sets = {"speech": [c.audio for c in clips(args.seconds, args.batch)],
             "noise": noise_clips(args.seconds, args.batch)}

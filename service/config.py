@@ -34,6 +34,12 @@ class Settings(BaseSettings):
     # Model and engine.
     model: str = Field("whisper-tiny.en", description="Model name from the registry, or a local HF Whisper folder.")
     checkpoint: Path | None = Field(None, description="Served checkpoint bundle from `megaasr export` (robust LoRA + router); its base model is served unless --model is given.")
+    robust_no_speech_gate: Literal["bundle", "off"] | float = Field(
+        "bundle", description="The robust path's base-model no-speech gate: 'bundle' uses the checkpoint's "
+        "robust_no_speech_gate, 'off' serves without it, a probability in (0, 1) replaces it. The gate skips a robust "
+        "window whose base-model no-speech probability is above it; it stops the adapter writing text on music and "
+        "noise and costs one base-model encoder pass per robust window (docs/training.md, round 28; embedded engine "
+        "only).")
     engine: Literal["embedded", "vllm"] = Field("embedded", description="Inference engine.")
     device: str = Field("cpu", description="torch device for the embedded engine.")
     threads: int = Field(0, ge=0, description="torch intra-op threads (0 = all cores).")
@@ -111,6 +117,13 @@ class Settings(BaseSettings):
         """torch's dynamic int8 kernels exist only on the CPU: refuse the pair at start, not mid-request."""
         if self.compute_type == "int8" and self.device != "cpu":
             raise ValueError(f"compute_type int8 runs on the CPU only; use float32 with device {self.device!r}")
+        return self
+
+    @model_validator(mode="after")
+    def _no_speech_gate_is_a_probability(self) -> Settings:
+        gate = self.robust_no_speech_gate
+        if not isinstance(gate, str) and not 0.0 < gate < 1.0:
+            raise ValueError(f"robust_no_speech_gate must be 'bundle', 'off' or a probability in (0, 1), got {gate}")
         return self
 
     @property

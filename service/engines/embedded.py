@@ -17,7 +17,7 @@ import numpy as np
 from service.config import Settings
 from service.engines.base import Adapter, Engine, ModelInfo, TranscriptionOptions, TranscriptionResult
 from service.errors import InvalidRequest, Unavailable
-from service.models.bundle import Bundle
+from service.models.bundle import Bundle, served_no_speech_gate
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,8 @@ class EmbeddedEngine(Engine):
         self._transcriber = await loop.run_in_executor(None, self._load)
         if self._robust_source is not None:
             self._robust = await loop.run_in_executor(None, self._load_robust)
-            self._robust.probe = robust_probe(self._robust_source, self._transcriber)
+            self._robust.probe = robust_probe(
+                served_no_speech_gate(self._settings.robust_no_speech_gate, self._robust_source), self._transcriber)
         self.load_seconds = time.monotonic() - started
         self._multilingual = self._transcriber.vocab.multilingual
         self._batcher = MicroBatcher(
@@ -127,18 +128,18 @@ class EmbeddedEngine(Engine):
         self._robust = None
 
 
-def robust_probe(bundle: Bundle, base):
-    """The bundle's ``robust_no_speech_gate`` as a probe on the loaded base transcriber (None: no gate).
+def robust_probe(gate: float | None, base):
+    """The served no-speech gate (:func:`served_no_speech_gate`) as a probe on the loaded base transcriber.
 
-    The probe shares the base path's model (no third copy); both paths run on the one decode thread.
+    None: no gate. The probe shares the base path's model (no third copy); both paths run on the one decode thread.
     """
-    if bundle.robust_no_speech_gate is None:
+    if gate is None:
+        log.info("robust path: no base-model no-speech gate")
         return None
     from service.engines.no_speech_probe import NoSpeechProbe
 
-    log.info("robust path: windows whose base-model no-speech probability is above %.3f are skipped",
-             bundle.robust_no_speech_gate)
-    return NoSpeechProbe(base.runner, base.vocab, bundle.robust_no_speech_gate)
+    log.info("robust path: windows whose base-model no-speech probability is above %.3f are skipped", gate)
+    return NoSpeechProbe(base.runner, base.vocab, gate)
 
 
 def load_transcriber(path: Path, settings: Settings, adapter: Path | None = None,

@@ -74,7 +74,7 @@ from service.engines.base import (
     TranscriptionResult,
 )
 from service.errors import AudioError, EngineFailure, InvalidRequest, Overloaded, ServiceError, Unavailable
-from service.models.bundle import Bundle
+from service.models.bundle import Bundle, served_no_speech_gate
 
 log = logging.getLogger(__name__)
 
@@ -120,10 +120,11 @@ class VllmEngine(Engine):
             url = (settings.vllm_robust_url or settings.vllm_url).rstrip("/")
             self._targets["robust"] = _Target("robust", url, robust_name)
         self._robust_gate = robust.robust_logprob_gate if robust is not None else None
-        if robust is not None and robust.robust_no_speech_gate is not None and "robust" in self._targets:
+        no_speech_gate = served_no_speech_gate(settings.robust_no_speech_gate, robust)
+        if no_speech_gate is not None and "robust" in self._targets:
             log.warning("the bundle's robust_no_speech_gate (%s) is not applied by the vLLM engine: vLLM reports no "
                         "no-speech probability, so the robust path runs without it (the embedded engine applies it)",
-                        robust.robust_no_speech_gate)
+                        no_speech_gate)
         self._gate_unreadable_logged = False
         self._reachable: set[str] = set()
         self._client: httpx.AsyncClient | None = None

@@ -102,6 +102,15 @@ def load_bundle(directory: str | Path) -> Bundle:
                   card if card.exists() else None, gate, no_speech)
 
 
+def served_no_speech_gate(setting: str | float, bundle: Bundle | None) -> float | None:
+    """The robust path's no-speech gate as served: the bundle's, unless the setting turns it off or replaces it."""
+    if setting == "off" or bundle is None:
+        return None
+    if setting == "bundle":
+        return bundle.robust_no_speech_gate
+    return float(setting)
+
+
 def served_base_model(explicit_model: str | None, bundle: Bundle | None, default_model: str) -> str:
     """Which base model to serve: an explicit ``--model`` wins, then the bundle's, then the default.
 

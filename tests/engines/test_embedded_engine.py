@@ -247,6 +247,9 @@ def test_the_robust_path_gets_the_bundles_no_speech_probe_on_the_base_model(tiny
     assert base_path.probe is None
     assert robust_path.probe is not None and robust_path.probe.threshold == 0.7
     assert robust_path.probe.runner is base_path.runner  # the base model's head, no third copy
+    engine = EmbeddedEngine(tiny_en_dir, "whisper-tiny.en", Settings(threads=2, robust_no_speech_gate="off"),
+                            robust=replace(shipped, robust_no_speech_gate=0.7))
+    assert asyncio.run(run())[1].probe is None  # the operator turned it off
 
 
 def test_no_speech_probe_refuses_a_threshold_outside_zero_one(tiny) -> None:

@@ -116,6 +116,27 @@ def test_the_no_speech_gate_is_read_and_checked(tmp_path: Path) -> None:
             load_bundle(root)
 
 
+def test_the_served_no_speech_gate_is_the_bundles_unless_the_setting_says_otherwise(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from pydantic import ValidationError
+
+    from service.config import Settings
+    from service.models.bundle import served_no_speech_gate
+
+    bundle = replace(load_bundle(_bundle(tmp_path / "b", router=None)), robust_no_speech_gate=0.7)
+    assert served_no_speech_gate("bundle", bundle) == 0.7
+    assert served_no_speech_gate("bundle", replace(bundle, robust_no_speech_gate=None)) is None
+    assert served_no_speech_gate("off", bundle) is None
+    assert served_no_speech_gate(0.55, bundle) == 0.55
+    assert served_no_speech_gate(0.55, None) is None  # no checkpoint: no robust path to gate
+    assert Settings().robust_no_speech_gate == "bundle"
+    assert Settings(robust_no_speech_gate="0.8").robust_no_speech_gate == 0.8  # a flag or env value is a string
+    for bad in ("0", "1", "1.5", "-0.1", "sometimes"):
+        with pytest.raises(ValidationError):
+            Settings(robust_no_speech_gate=bad)
+
+
 def test_explicit_model_beats_the_bundle_which_beats_the_default(tmp_path: Path) -> None:
     bundle = load_bundle(_bundle(tmp_path / "b", router=None))
     assert served_base_model(None, None, "whisper-tiny.en") == "whisper-tiny.en"
