@@ -261,6 +261,11 @@ def clip_effects(row: dict[str, Any]) -> tuple[str, ...]:
     return get_scenario(row["scenario"]).effects
 
 
+def degraded_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The degraded speech clips of a split: the rows a build grades (not clean copies, not non-speech)."""
+    return [r for r in rows if r["scenario"] not in (CLEAN, NOISE_ONLY, SILENT)]
+
+
 def wer_subset(rows: list[dict[str, Any]], max_wer: float) -> list[dict[str, Any]]:
     """Rows whose base WER is below ``max_wer`` (a WER-graded subset; unscored clean rows pass)."""
     return [r for r in rows if r.get("base_wer", 0.0) < max_wer]
@@ -376,7 +381,7 @@ def write_build(rows: dict[str, list[dict[str, Any]]], cfg: DataConfig, out_dir:
 
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {split: write_manifest(r, out_dir / f"{split}.jsonl") for split, r in rows.items()}
-    degraded = [r for r in rows["train"] if r["scenario"] not in (CLEAN, NOISE_ONLY, SILENT)]
+    degraded = degraded_rows(rows["train"])
     for grade in cfg.wer_grades:
         paths[f"train-wer{int(grade * 100)}"] = write_manifest(
             wer_subset(degraded, grade), out_dir / f"train-wer{int(grade * 100)}.jsonl")

@@ -112,20 +112,22 @@ def robust_model(robust: str, device: str | torch.device = "cpu") -> tuple[torch
     return load_model(str(path), device)[0].eval(), resolve_model(str(path))
 
 
-def robust_gate(robust: str, recipe_gate: float | None) -> float | None:
-    """The confidence gate the robust system is served with: a bundle's own, else the recipe's export value."""
+def _served_value(robust: str, field: str, recipe_value: float | None) -> float | None:
+    """A bundle's own ``field``, else the recipe's export value (a checkpoint folder has no bundle.json)."""
     from training.export import load_bundle
 
     path = Path(robust)
-    return load_bundle(path).robust_logprob_gate if (path / "bundle.json").exists() else recipe_gate
+    return getattr(load_bundle(path), field) if (path / "bundle.json").exists() else recipe_value
+
+
+def robust_gate(robust: str, recipe_gate: float | None) -> float | None:
+    """The confidence gate the robust system is served with: a bundle's own, else the recipe's export value."""
+    return _served_value(robust, "robust_logprob_gate", recipe_gate)
 
 
 def robust_no_speech_gate(robust: str, recipe_gate: float | None) -> float | None:
     """The base-model no-speech gate the robust system is served with: a bundle's own, else the recipe's."""
-    from training.export import load_bundle
-
-    path = Path(robust)
-    return load_bundle(path).robust_no_speech_gate if (path / "bundle.json").exists() else recipe_gate
+    return _served_value(robust, "robust_no_speech_gate", recipe_gate)
 
 
 #: ``[eval].decode`` modes: the temperature schedule and how the reports name it.

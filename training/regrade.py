@@ -12,17 +12,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 from training.config import DataConfig
-from training.data import CLEAN, NOISE_ONLY, SILENT, read_manifest, record_base_wer, write_build
-
-UNGRADED = (CLEAN, NOISE_ONLY, SILENT)
-
-
-def graded_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The rows a build grades: degraded speech clips."""
-    return [r for r in rows if r["scenario"] not in UNGRADED]
+from training.data import degraded_rows, read_manifest, record_base_wer, write_build
 
 
 def regrade_build(source: str | Path, cfg: DataConfig, grade_model: str, threads: int = 2,
@@ -40,16 +32,17 @@ def regrade_build(source: str | Path, cfg: DataConfig, grade_model: str, threads
                                 "(write one with `megaasr train data`)")
     previous = json.loads(summary_path.read_text()).get("base_model")
     rows = {split: [dict(r) for r in read_manifest(source / f"{split}.jsonl")] for split in ("train", "val")}
-    missing = [r["audio"] for split in rows.values() for r in graded_rows(split) if not Path(r["audio"]).is_file()]
+    graded = [degraded_rows(split) for split in rows.values()]
+    missing = [r["audio"] for split in graded for r in split if not Path(r["audio"]).is_file()]
     if missing:
         raise FileNotFoundError(f"{len(missing)} audio files of {source} are missing, e.g. {missing[0]}")
     if transcribe is None:
         from training.whisper import Decoder, resolve_model
 
         transcribe = Decoder(resolve_model(grade_model), threads=threads, device=cfg.device)
-    for split in rows.values():
-        for row in graded_rows(split):
+    for split in graded:
+        for row in split:
             row["grade_previous"] = {"model": previous, "base_wer": row.get("base_wer")}
-        record_base_wer(graded_rows(split), transcribe)
+        record_base_wer(split, transcribe)
     return write_build(rows, cfg, out_dir, grade_model, extra={"regraded_from": str(source),
                                                                 "previous_grader": previous})

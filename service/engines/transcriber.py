@@ -148,7 +148,8 @@ class Transcriber:
         # English-only model), so a skipped window costs one base encoder pass and nothing else.
         probe_first = self.probe is not None and all(jobs[i].language is not None for i in active)
         if probe_first:
-            active = self._still_to_decode(jobs, active, sizes)
+            active = [active[pos] for pos in self._probe_no_speech([jobs[i] for i in active],
+                                                                   [sizes[i] for i in active])]
             if not active:
                 return
         states, lengths = self._encode([jobs[i] for i in active], [sizes[i] for i in active])
@@ -156,10 +157,9 @@ class Transcriber:
             if jobs[i].language is None and self.vocab.multilingual:
                 self._detect_language(jobs[i], states[pos:pos + 1, :int(lengths[pos])])
         if self.probe is not None and not probe_first:
-            kept = self._still_to_decode(jobs, active, sizes)
-            if len(kept) < len(active):
-                rows = [pos for pos, i in enumerate(active) if i in set(kept)]
-                active, states, lengths = kept, states[rows], lengths[rows]
+            rows = self._probe_no_speech([jobs[i] for i in active], [sizes[i] for i in active])
+            if len(rows) < len(active):
+                active, states, lengths = [active[pos] for pos in rows], states[rows], lengths[rows]
                 if not active:
                     return
         decodes = self._decode_with_fallback([jobs[i] for i in active], states, lengths)
@@ -190,30 +190,25 @@ class Transcriber:
         assert states is not None
         return states, torch.tensor([f // 2 for f in frames], dtype=torch.long)
 
-    def _still_to_decode(self, jobs: list[_Job], active: list[int], sizes: list[int]) -> list[int]:
-        """The ``active`` job indices whose window the probe lets through."""
-        keep = self._probe_no_speech([jobs[i] for i in active], [sizes[i] for i in active])
-        return [i for i, kept in zip(active, keep) if kept]
-
-    def _probe_no_speech(self, jobs: list[_Job], sizes: list[int]) -> list[bool]:
+    def _probe_no_speech(self, jobs: list[_Job], sizes: list[int]) -> list[int]:
         """Ask the probe (the base model) whether each window holds speech; skip those it says do not.
 
-        Returns, per job, whether its window is still to be decoded; a skipped window's job has
-        advanced past it, as a window dropped by the no-speech gate does.
+        Returns the positions in ``jobs`` whose window is still to be decoded; a skipped window's job
+        has advanced past it, as a window dropped by the no-speech gate does.
         """
         probe = self.probe
         assert probe is not None
         states, lengths = self._encode(jobs, sizes, probe.runner)
         probabilities = probe.probabilities(states, lengths, [j.language for j in jobs], [j.options.task for j in jobs])
-        keep = []
-        for job, size, p in zip(jobs, sizes, probabilities):
+        rows = []
+        for pos, (job, size, p) in enumerate(zip(jobs, sizes, probabilities)):
             job.base_no_speech_probs.append(round(p, 4))
-            silent = probe.silent(p)
-            if silent:
+            if probe.silent(p):
                 job.no_speech_gated_windows += 1
                 job.seek += size
-            keep.append(not silent)
-        return keep
+            else:
+                rows.append(pos)
+        return rows
 
     def _is_silent(self, job: _Job, size: int) -> bool:
         start = job.seek * HOP_LENGTH

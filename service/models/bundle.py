@@ -86,20 +86,23 @@ def load_bundle(directory: str | Path) -> Bundle:
     threshold = float(meta.get("router_threshold", 0.5))
     if not 0.0 <= threshold <= 1.0:
         raise BundleError(f"router_threshold must lie in [0, 1], got {threshold}")
-    gate = meta.get("robust_logprob_gate")
-    if gate is not None:
-        if isinstance(gate, bool) or not isinstance(gate, (int, float)) or not math.isfinite(gate) or gate > 0:
-            raise BundleError(f"robust_logprob_gate must be a log-probability (a number <= 0) or null, got {gate!r}")
-        gate = float(gate)
-    no_speech = meta.get("robust_no_speech_gate")
-    if no_speech is not None:
-        if isinstance(no_speech, bool) or not isinstance(no_speech, (int, float)) or not 0 < no_speech < 1:
-            raise BundleError(f"robust_no_speech_gate must be a probability strictly between 0 and 1 or null, "
-                              f"got {no_speech!r}")
-        no_speech = float(no_speech)
+    gate = _optional_number(meta, "robust_logprob_gate", lambda v: math.isfinite(v) and v <= 0,
+                            "a log-probability (a number <= 0)")
+    no_speech = _optional_number(meta, "robust_no_speech_gate", lambda v: 0 < v < 1,
+                                 "a probability strictly between 0 and 1")
     card = root / "README.md"
     return Bundle(root, str(meta["base_model"]), part("adapter"), part("merged"), part("router"), threshold,
                   card if card.exists() else None, gate, no_speech)
+
+
+def _optional_number(meta: dict, key: str, valid, requirement: str) -> float | None:
+    """``meta[key]`` as a float when present and ``valid``; null or absent is None; anything else a BundleError."""
+    value = meta.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not valid(value):
+        raise BundleError(f"{key} must be {requirement} or null, got {value!r}")
+    return float(value)
 
 
 def served_no_speech_gate(setting: str | float, bundle: Bundle | None) -> float | None:
