@@ -113,7 +113,7 @@ for label, members in (("degraded speech", [c for c in routed if c in groups["de
                        ("non-speech", [c for c in routed if c in non_speech])):
     axes[0].hist([c["base_no_speech"] for c in members], bins=bins, alpha=0.6, label=f"{label} ({len(members)})")
 axes[0].axvline(best["threshold"], color="k", ls="--", label=f"chosen {best['threshold']}")
-axes[0].set(xlabel="whisper-base p(no speech)", ylabel="clips routed to the robust model",
+axes[0].set(xlabel=f"{args.base} p(no speech)", ylabel="clips routed to the robust model",
             title="the probe on validation clips")
 axes[0].legend()
 ts = [r["threshold"] for r in gated]
