@@ -154,11 +154,15 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from training.export import export_bundle, model_card
+    from service.models.bundle import BundleError
+    from training.export import export_bundle, export_source, model_card
     from training.export import router_summary as read_router_summary
 
     cfg = _config(args)
-    training_record = json.loads((Path(args.robust) / "megaasr_training.json").read_text())
+    if Path(args.out).resolve() == Path(args.robust).resolve():
+        raise BundleError(f"--out {args.out} is the --robust folder; export replaces its --out folder, so write "
+                          "elsewhere and move it")
+    source = export_source(args.robust)
     eval_summary = json.loads(Path(args.eval_summary).read_text()) if args.eval_summary else None
     router_summary = read_router_summary(args.router) if args.router else None
     threshold = args.threshold if args.threshold is not None else (router_summary or {}).get("threshold", 0.5)
@@ -168,9 +172,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
     recipe["export"].update(robust_logprob_gate=gate, robust_no_speech_gate=no_speech)
     card = model_card(cfg.sft.base_model, recipe, eval_summary,
                       {k: v for k, v in (router_summary or {}).items() if k != "history"} or None,
-                      stage=training_record.get("stage", "sft"))
-    bundle = export_bundle(args.out, cfg.sft.base_model, training_record["adapters"],
-                           None if args.no_merged else args.robust, args.router, float(threshold), card,
+                      stage=source.stage)
+    bundle = export_bundle(args.out, cfg.sft.base_model, source.adapters,
+                           None if args.no_merged else source.merged, args.router, float(threshold), card,
                            robust_logprob_gate=gate, robust_no_speech_gate=no_speech)
     print(bundle)
     return 0
@@ -248,7 +252,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     ex = subparsers.add_parser("export", help="write a megaasr-bundle/1 folder for `megaasr serve --checkpoint`")
     _add_config(ex)
-    ex.add_argument("--robust", required=True, help="final merged checkpoint (sft/final or rl/final)")
+    ex.add_argument("--robust", required=True,
+                    help="final merged checkpoint (sft/final or rl/final), or an exported bundle to write again "
+                         "(its adapter, with new gates, router or card; no merged/)")
     ex.add_argument("--router", help="trained router folder")
     ex.add_argument("--threshold", type=float, help="router threshold (default: from router metrics)")
     ex.add_argument("--eval-summary", help="summary.json of `megaasr eval`, quoted in the model card")

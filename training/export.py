@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from service.models.bundle import FORMAT, Bundle, load_bundle
+from service.models.bundle import FORMAT, Bundle, BundleError, load_bundle
 
 _A, _B = ".lora_A.weight", ".lora_B.weight"
 
@@ -186,6 +187,49 @@ def gate_note(export: dict[str, Any]) -> list[str]:
     return ["## Robust-path gates", "", *lines, ""] if lines else []
 
 
+TRAINED_BY = {"sft": "trained by this project's A2S-SFT (three LoRA phases, merged between phases)",
+              "rl": ("trained by this project's A2S-SFT (three LoRA phases, merged between phases) followed "
+                     "by DG-WGPO"),
+              "soup": ("made by `training/soup.py` as a weighted sum of adapters that this project's A2S-SFT "
+                       "trained (see the weights below)")}
+
+
+@dataclass(frozen=True)
+class ExportSource:
+    """What ``megaasr export --robust`` reads: the adapters to combine, a merged folder, the card's stage."""
+
+    adapters: list[Path]
+    merged: Path | None
+    stage: str
+
+
+def export_source(robust: str | Path) -> ExportSource:
+    """Resolve ``--robust``: a training output (``sft/final``, ``rl/final``) or an exported bundle.
+
+    Why a bundle too: a served bundle outlives the run folders that made it (``runs/`` is not kept), yet its
+    gates, router or card may need to change after a new measurement. Re-exporting a bundle keeps its adapter
+    as it is (combined with weight 1) and has no merged folder; the stage is read back from the card's first
+    paragraph, which ``model_card`` wrote from ``TRAINED_BY``.
+    """
+    root = Path(robust)
+    record = root / "megaasr_training.json"
+    if record.is_file():
+        training = json.loads(record.read_text())
+        return ExportSource([Path(a) for a in training["adapters"]], root, training.get("stage", "sft"))
+    if not (root / "bundle.json").is_file():
+        raise BundleError(f"{root} is neither a training output (no megaasr_training.json) nor an exported "
+                         "bundle (no bundle.json)")
+    bundle = load_bundle(root)
+    if bundle.adapter is None:
+        raise BundleError(f"{root}: the bundle has no adapter to export again")
+    card = bundle.card.read_text() if bundle.card else ""
+    # "rl"'s phrase contains "sft"'s, so the longest phrase found wins.
+    found = [stage for stage, phrase in TRAINED_BY.items() if phrase in card]
+    if not found:
+        raise BundleError(f"{root}: the model card does not say how the adapter was trained")
+    return ExportSource([bundle.adapter], None, max(found, key=lambda stage: len(TRAINED_BY[stage])))
+
+
 def model_card(base_model: str, recipe: dict[str, Any], eval_summary: dict[str, Any] | None,
                router_summary: dict[str, Any] | None, stage: str = "sft") -> str:
     """Markdown model card with the training config and the measured numbers.
@@ -194,11 +238,7 @@ def model_card(base_model: str, recipe: dict[str, Any], eval_summary: dict[str, 
     sum of trained adapters): the card names the stages the adapter really went through, not every
     stage the recipe has.
     """
-    trained_by = {"sft": "trained by this project's A2S-SFT (three LoRA phases, merged between phases)",
-                  "rl": ("trained by this project's A2S-SFT (three LoRA phases, merged between phases) followed "
-                         "by DG-WGPO"),
-                  "soup": ("made by `training/soup.py` as a weighted sum of adapters that this project's A2S-SFT "
-                           "trained (see the weights below)")}[stage]
+    trained_by = TRAINED_BY[stage]
     lines = [f"# Mega-ASR robust LoRA for {base_model}", "",
              (f"Robust adapter {trained_by} on simulated in-the-wild audio; "
               "an audio-quality router sends clean audio to the base model and degraded audio to the adapter."), "",

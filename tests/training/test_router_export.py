@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from service.models.bundle import BundleError
 from service.models.router_net import AudioQualityRouter
@@ -109,6 +110,47 @@ def test_export_command_writes_the_gates_it_was_given_into_bundle_and_card(tmp_p
                  "--out", str(tmp_path / "plain")]) == 0
     assert load_bundle(tmp_path / "plain").robust_no_speech_gate is None  # the recipe's default: no gate
     assert "Robust-path gates" not in load_bundle(tmp_path / "plain").card.read_text()
+
+
+def test_export_writes_an_exported_bundle_again_with_new_gates(tmp_path, capsys):
+    """`megaasr export --robust BUNDLE`: the adapter comes over unchanged, the new gate is written, the card keeps
+    the stage the adapter went through (read back from the old card), and a bad source or an --out that is the
+    source itself is a one-line error, not a traceback or a deleted bundle."""
+    from safetensors.torch import load_file
+
+    from service.cli import main
+    from training.config import DEFAULT_CONFIG
+
+    model_path = tiny_whisper(tmp_path / "model", model_dir("whisper-tiny.en"))
+    model, _, _ = load_model(str(model_path))
+    add_lora(model, "joint", 1, 4, 8, 0.0).save_pretrained(tmp_path / "phase0")
+    robust = tmp_path / "final"
+    robust.mkdir()
+    (robust / "megaasr_training.json").write_text(json.dumps({"adapters": [str(tmp_path / "phase0")], "stage": "rl"}))
+    router = AudioQualityRouter()
+    router.mark_trained({"threshold": 0.6})
+    router.save(tmp_path / "router")
+    export = ["export", "--config", str(DEFAULT_CONFIG), "--router", str(tmp_path / "router"), "--threshold", "0.8"]
+    assert main([*export, "--robust", str(robust), "--no-merged", "--out", str(tmp_path / "first")]) == 0
+    first = load_bundle(tmp_path / "first")
+    assert first.robust_no_speech_gate is None
+
+    assert main([*export, "--robust", str(tmp_path / "first"), "--no-speech-gate", "0.55",
+                 "--out", str(tmp_path / "again")]) == 0
+    again = load_bundle(tmp_path / "again")
+    assert (again.robust_no_speech_gate, again.router_threshold, again.merged) == (0.55, 0.8, None)
+    before = load_file(first.adapter / "adapter_model.safetensors")
+    after = load_file(again.adapter / "adapter_model.safetensors")
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    card = again.card.read_text()
+    assert "followed by DG-WGPO" in card and '"robust_no_speech_gate": 0.55' in card
+
+    assert main([*export, "--robust", str(tmp_path / "first"), "--out", str(tmp_path / "first")]) == 2
+    assert "is the --robust folder" in capsys.readouterr().err
+    assert load_bundle(tmp_path / "first").adapter.exists()  # not replaced
+    assert main([*export, "--robust", str(tmp_path / "router"), "--out", str(tmp_path / "x")]) == 2
+    assert "neither a training output" in capsys.readouterr().err
 
 
 def test_model_card_names_only_the_stages_the_model_went_through():
