@@ -84,21 +84,28 @@ def test_bundle_has_the_agreed_format(tmp_path):
         load_bundle(tmp_path / "bundle")
 
 
+def _training_outputs(tmp_path, stage: str):
+    """A training run's final folder (one LoRA phase of a tiny Whisper, `stage` in its record) and a trained
+    router at tmp_path/router, as `megaasr export` reads them."""
+    model_path = tiny_whisper(tmp_path / "model", model_dir("whisper-tiny.en"))
+    model, _, _ = load_model(str(model_path))
+    add_lora(model, "joint", 1, 4, 8, 0.0).save_pretrained(tmp_path / "phase0")
+    robust = tmp_path / "final"
+    robust.mkdir()
+    (robust / "megaasr_training.json").write_text(json.dumps({"adapters": [str(tmp_path / "phase0")], "stage": stage}))
+    router = AudioQualityRouter()
+    router.mark_trained({"threshold": 0.6})
+    router.save(tmp_path / "router")
+    return robust
+
+
 def test_export_command_writes_the_gates_it_was_given_into_bundle_and_card(tmp_path):
     """`megaasr export --no-speech-gate P --logprob-gate L`: both land in bundle.json, and the card's recipe
     shows them (not the recipe file's null) so the card describes the bundle it comes with."""
     from service.cli import main
     from training.config import DEFAULT_CONFIG
 
-    model_path = tiny_whisper(tmp_path / "model", model_dir("whisper-tiny.en"))
-    model, _, _ = load_model(str(model_path))
-    add_lora(model, "joint", 1, 4, 8, 0.0).save_pretrained(tmp_path / "phase0")
-    robust = tmp_path / "final"
-    robust.mkdir()
-    (robust / "megaasr_training.json").write_text(json.dumps({"adapters": [str(tmp_path / "phase0")], "stage": "sft"}))
-    router = AudioQualityRouter()
-    router.mark_trained({"threshold": 0.6})
-    router.save(tmp_path / "router")
+    robust = _training_outputs(tmp_path, "sft")
     assert main(["export", "--config", str(DEFAULT_CONFIG), "--robust", str(robust), "--router", str(tmp_path / "router"),
                  "--no-merged", "--no-speech-gate", "0.7", "--logprob-gate", "-2", "--out", str(tmp_path / "b")]) == 0
     bundle = load_bundle(tmp_path / "b")
@@ -121,15 +128,7 @@ def test_export_writes_an_exported_bundle_again_with_new_gates(tmp_path, capsys)
     from service.cli import main
     from training.config import DEFAULT_CONFIG
 
-    model_path = tiny_whisper(tmp_path / "model", model_dir("whisper-tiny.en"))
-    model, _, _ = load_model(str(model_path))
-    add_lora(model, "joint", 1, 4, 8, 0.0).save_pretrained(tmp_path / "phase0")
-    robust = tmp_path / "final"
-    robust.mkdir()
-    (robust / "megaasr_training.json").write_text(json.dumps({"adapters": [str(tmp_path / "phase0")], "stage": "rl"}))
-    router = AudioQualityRouter()
-    router.mark_trained({"threshold": 0.6})
-    router.save(tmp_path / "router")
+    robust = _training_outputs(tmp_path, "rl")
     export = ["export", "--config", str(DEFAULT_CONFIG), "--router", str(tmp_path / "router"), "--threshold", "0.8"]
     assert main([*export, "--robust", str(robust), "--no-merged", "--out", str(tmp_path / "first")]) == 0
     first = load_bundle(tmp_path / "first")
