@@ -2,7 +2,7 @@
 # The no-speech gate for the tiny.en bundle: ungated served (greedy) decodes of the validation speech and
 # non-speech sets, the threshold chosen by round 28's rule, then gated evals on the non-speech test set and both draws.
 set -x
-cd /work/main
+cd "$(git rev-parse --show-toplevel)"
 M=.venv/bin/megaasr; B=checkpoints/whisper-tiny.en-robust; C=training/configs/tiny-en-r10b.toml; O=runs/tiny-gate
 mkdir -p $O
 $M eval --config $C --manifest runs/r24/val-eval/manifest.jsonl --robust $B --router $B/router --out $O/val > $O/val.log 2>&1 || exit 1
