@@ -155,13 +155,14 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from service.models.bundle import BundleError
-    from training.export import export_bundle, export_source, model_card
+    from training.export import export_bundle, export_source, model_card, writing_destroys
     from training.export import router_summary as read_router_summary
 
     cfg = _config(args)
-    if Path(args.out).resolve() == Path(args.robust).resolve():
-        raise BundleError(f"--out {args.out} is the --robust folder; export replaces its --out folder, so write "
-                          "elsewhere and move it")
+    for flag, source in (("--robust", args.robust), ("--router", args.router)):
+        if source and writing_destroys(args.out, source):
+            raise BundleError(f"--out {args.out} is the {flag} folder, or inside or around it; export replaces its "
+                              "--out folder, so write elsewhere and move it")
     source = export_source(args.robust)
     eval_summary = json.loads(Path(args.eval_summary).read_text()) if args.eval_summary else None
     router_summary = read_router_summary(args.router) if args.router else None

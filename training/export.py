@@ -187,6 +187,16 @@ def gate_note(export: dict[str, Any]) -> list[str]:
     return ["## Robust-path gates", "", *lines, ""] if lines else []
 
 
+def writing_destroys(out_dir: str | Path, source: str | Path) -> bool:
+    """Whether writing a bundle to ``out_dir`` would destroy ``source``, an input of the export.
+
+    ``export_bundle`` replaces its output folder before it reads the router, and soups and re-exports read
+    adapters from bundles: an input that is that folder, contains it or lies inside it is at risk.
+    """
+    out, path = Path(out_dir).resolve(), Path(source).resolve()
+    return path == out or out in path.parents or path in out.parents
+
+
 TRAINED_BY = {"sft": "trained by this project's A2S-SFT (three LoRA phases, merged between phases)",
               "rl": ("trained by this project's A2S-SFT (three LoRA phases, merged between phases) followed "
                      "by DG-WGPO"),

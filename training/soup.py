@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from service.models.bundle import Bundle, load_bundle
-from training.export import export_bundle, model_card, router_summary
+from training.export import export_bundle, model_card, router_summary, writing_destroys
 
 
 def parse_weighted(spec: str) -> tuple[str, float]:
@@ -71,10 +71,9 @@ def make_soup(specs: list[tuple[str, float]], out_dir: str | Path,
     missing = [str(bundle.root) for bundle, _ in parts if bundle.adapter is None]
     if missing:
         raise ValueError(f"no adapter in {missing}: only adapters (not merged-only bundles) can be summed")
-    out = Path(out_dir).resolve()
-    if any(out == b.root.resolve() or b.root.resolve() in out.parents for b, _ in parts):
-        raise ValueError(f"{out_dir} is one of the input bundles (or inside one), which writing it would destroy: "
-                         "write the soup to a new folder, then move it")
+    if any(writing_destroys(out_dir, b.root) for b, _ in parts):
+        raise ValueError(f"{out_dir} is one of the input bundles (or inside or around one), which writing it would "
+                         "destroy: write the soup to a new folder, then move it")
     first = parts[0][0]
     bundle = export_bundle(out_dir, first.base_model, [b.adapter for b, _ in parts], None, first.router,
                            first.router_threshold, "", first.robust_logprob_gate,

@@ -148,6 +148,11 @@ def test_export_writes_an_exported_bundle_again_with_new_gates(tmp_path, capsys)
     assert main([*export, "--robust", str(tmp_path / "first"), "--out", str(tmp_path / "first")]) == 2
     assert "is the --robust folder" in capsys.readouterr().err
     assert load_bundle(tmp_path / "first").adapter.exists()  # not replaced
+    # exporting training outputs over the bundle whose router it reads would delete that router first
+    assert main(["export", "--config", str(DEFAULT_CONFIG), "--robust", str(robust), "--no-merged",
+                 "--router", str(tmp_path / "first" / "router"), "--out", str(tmp_path / "first")]) == 2
+    assert "is the --router folder" in capsys.readouterr().err
+    assert load_bundle(tmp_path / "first").router.exists()
     assert main([*export, "--robust", str(tmp_path / "router"), "--out", str(tmp_path / "x")]) == 2
     assert "neither a training output" in capsys.readouterr().err
 

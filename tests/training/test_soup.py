@@ -84,6 +84,8 @@ def test_soup_refuses_to_overwrite_an_input_bundle(setup):
     _, _, first, _, _ = setup
     with pytest.raises(ValueError, match="one of the input bundles"):
         make_soup([(str(first), 1.0)], first)
+    with pytest.raises(ValueError, match="one of the input bundles"):
+        make_soup([(str(first), 1.0)], first.parent)  # a folder holding the input: replacing it deletes the input
     assert (first / "adapter" / "adapter_model.safetensors").exists()
 
 
