@@ -1,15 +1,8 @@
-"""ROVER: one transcript voted word by word from several systems' transcripts of the same clip.
+"""ROVER over ``megaasr eval`` runs: one eval run whose transcripts are voted word by word from several runs'.
 
-Why: the whisper-base adapters trained so far (rounds 22-29) are level on average but wrong on different
-clips, so a vote between them can beat each one (Fiscus 1997, "Recognizer Output Voting Error Reduction").
-This is the pivot form of ROVER: every other transcript is aligned to one pivot transcript with jiwer's
-word alignment; each pivot word becomes a slot that every system votes in (its aligned word, or "nothing"
-where it deleted the word), and words a system inserts between two pivot words are kept only when more
-than half of the systems insert the same words there. A slot's winner is the most voted entry, the pivot's
-own word on a tie. Without word confidences every system's vote weighs the same.
-
-Votes compare words after the scorer's English normaliser, so "Press 1." and "press one" agree; the
-combined transcript is therefore in the normalised form (lower case, no punctuation).
+Why: to measure what an ensemble of robust adapters would give before exporting it as one bundle, from eval
+runs that already exist (round 31). The vote is the service's own (:mod:`service.engines.rover`), so an
+ensemble bundle served or evaluated with ``megaasr eval`` gives the same transcripts.
 
     python -m training.rover --member r22=runs/r22/std-b5 --member r29=runs/base-r29/eval-std \\
         --member r25=runs/base-r25/eval-std --pivot medoid --out runs/rover/std
@@ -19,82 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import jiwer
-
-from service.scoring import normalise_text
+from service.engines.rover import PIVOTS, combine
 from training.compare import read_clips
 from training.eval import markdown, summarise
-
-PIVOTS = ("first", "medoid")
-
-
-def _edits(a: list[str], b: list[str]) -> int:
-    """Word edits between two word lists (jiwer refuses empty strings, so those are counted here)."""
-    if not a or not b:
-        return max(len(a), len(b))
-    out = jiwer.process_words(" ".join(a), " ".join(b))
-    return out.substitutions + out.deletions + out.insertions
-
-
-def medoid(transcripts: Sequence[list[str]]) -> int:
-    """Index of the transcript with the fewest word edits to all the others (the first on a tie)."""
-    return min(range(len(transcripts)), key=lambda i: (sum(_edits(transcripts[i], t) for t in transcripts), i))
-
-
-def combine_words(transcripts: Sequence[list[str]], pivot: int = 0) -> list[str]:
-    """The voted word sequence of several systems' word lists, aligned to ``transcripts[pivot]``."""
-    if not transcripts:
-        raise ValueError("ROVER needs at least one transcript")
-    if not 0 <= pivot < len(transcripts):
-        raise ValueError(f"pivot {pivot} is not one of the {len(transcripts)} transcripts")
-    spine = list(transcripts[pivot])
-    slots: list[Counter] = [Counter({word: 1}) for word in spine]
-    inserts: list[Counter] = [Counter() for _ in range(len(spine) + 1)]
-    for j, words in enumerate(transcripts):
-        if j == pivot:
-            continue
-        if not spine or not words:
-            if words:
-                inserts[0][tuple(words)] += 1
-            for slot in slots:
-                slot[None] += 1
-            continue
-        for chunk in jiwer.process_words(" ".join(spine), " ".join(words)).alignments[0]:
-            if chunk.type in ("equal", "substitute"):
-                for k in range(chunk.ref_end_idx - chunk.ref_start_idx):
-                    slots[chunk.ref_start_idx + k][words[chunk.hyp_start_idx + k]] += 1
-            elif chunk.type == "delete":
-                for k in range(chunk.ref_start_idx, chunk.ref_end_idx):
-                    slots[k][None] += 1
-            else:
-                inserts[chunk.ref_start_idx][tuple(words[chunk.hyp_start_idx:chunk.hyp_end_idx])] += 1
-    majority = len(transcripts) / 2
-    out: list[str] = []
-    for k in range(len(spine) + 1):
-        if inserts[k]:
-            words, votes = inserts[k].most_common(1)[0]
-            if votes > majority:
-                out.extend(words)
-        if k < len(spine):
-            top = max(slots[k].values())
-            winner = spine[k] if slots[k][spine[k]] == top else slots[k].most_common(1)[0][0]
-            if winner is not None:
-                out.append(winner)
-    return out
-
-
-def combine(transcripts: Sequence[str], pivot: str = "medoid") -> str:
-    """ROVER of several transcripts of one clip, normalised; ``pivot`` is "first" or "medoid"."""
-    if pivot not in PIVOTS:
-        raise ValueError(f"pivot must be one of {PIVOTS}, got {pivot!r}")
-    words = [normalise_text(t).split() for t in transcripts]
-    index = 0 if pivot == "first" else medoid(words)
-    return " ".join(combine_words(words, index))
 
 
 def combine_runs(runs: Sequence[list[dict[str, Any]]], pivot: str = "medoid") -> list[dict[str, Any]]:

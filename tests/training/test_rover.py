@@ -1,4 +1,4 @@
-"""ROVER (training.rover): the vote worked by hand, the run merge's checks, and the CLI end to end."""
+"""ROVER over eval runs (training.rover): the run merge's checks and the CLI end to end."""
 
 from __future__ import annotations
 
@@ -6,55 +6,7 @@ import json
 
 import pytest
 
-from training.rover import combine, combine_runs, combine_words, main, medoid
-
-
-def test_a_majority_overrules_the_pivot() -> None:
-    assert combine_words([["a", "b", "c"], ["a", "x", "c"], ["a", "x", "c"]]) == ["a", "x", "c"]
-
-
-def test_a_tie_keeps_the_pivot_word() -> None:
-    assert combine_words([["a", "b"], ["a", "x"]]) == ["a", "b"]
-    assert combine_words([["a", "b"], ["a", "x"]], pivot=1) == ["a", "x"]
-
-
-def test_a_majority_of_deletions_drops_the_word() -> None:
-    assert combine_words([["a", "b", "c"], ["a", "c"], ["a", "c"]]) == ["a", "c"]
-    assert combine_words([["a", "b", "c"], ["a", "c"], ["a", "b", "c"]]) == ["a", "b", "c"]
-
-
-def test_an_insertion_needs_more_than_half_of_the_systems() -> None:
-    assert combine_words([["a", "c"], ["a", "b", "c"], ["a", "b", "c"]]) == ["a", "b", "c"]
-    assert combine_words([["a", "c"], ["a", "b", "c"], ["a", "c"]]) == ["a", "c"]
-    # two of four is not more than half
-    assert combine_words([["a", "c"], ["a", "b", "c"], ["a", "b", "c"], ["a", "c"]]) == ["a", "c"]
-
-
-def test_empty_transcripts() -> None:
-    assert combine_words([[], ["x", "y"], ["x", "y"]]) == ["x", "y"]  # an empty pivot outvoted
-    assert combine_words([[], ["x"], []]) == []
-    assert combine_words([["x"], [], []]) == []  # two systems heard nothing
-    assert combine_words([[], [], []]) == []
-
-
-def test_medoid_is_the_transcript_closest_to_the_others() -> None:
-    assert medoid([["q"], ["a", "b", "c"], ["a", "b", "d"], ["a", "b", "c"]]) == 1
-    assert medoid([["a"], ["a"]]) == 0  # ties go to the first
-
-
-def test_combine_votes_on_normalised_words() -> None:
-    # "1" and "one" are the same word after the English normaliser
-    assert combine(["Press two.", "press 1", "Press one!"], pivot="first") == "press one"
-    assert combine(["Press two.", "press 1", "Press one!"], pivot="medoid") == "press one"
-    with pytest.raises(ValueError, match="pivot"):
-        combine(["a"], pivot="best")
-
-
-def test_combine_words_refuses_nothing_and_a_bad_pivot() -> None:
-    with pytest.raises(ValueError, match="at least one"):
-        combine_words([])
-    with pytest.raises(ValueError, match="pivot 3"):
-        combine_words([["a"]], pivot=3)
+from training.rover import combine_runs, main
 
 
 def _run(hyps: list[str], base: list[str] | None = None) -> list[dict]:
