@@ -40,6 +40,11 @@ class Settings(BaseSettings):
         "window whose base-model no-speech probability is above it; it stops the adapter writing text on music and "
         "noise and costs one base-model encoder pass per robust window (docs/training.md, round 28; embedded engine "
         "only).")
+    robust_ensemble: Literal["bundle", "off"] = Field(
+        "bundle", description="A checkpoint bundle's robust ensemble (its `ensemble` members): 'bundle' decodes robust "
+        "audio with the main adapter and every member and serves the ROVER vote of their transcripts (one more decode "
+        "and one more model copy in memory per member; docs/training.md, round 31); 'off' serves the main adapter "
+        "alone. Embedded engine only.")
     engine: Literal["embedded", "vllm"] = Field("embedded", description="Inference engine.")
     device: str = Field("cpu", description="torch device for the embedded engine.")
     threads: int = Field(0, ge=0, description="torch intra-op threads (0 = all cores).")

@@ -159,11 +159,14 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from training.export import router_summary as read_router_summary
 
     cfg = _config(args)
-    for flag, source in (("--robust", args.robust), ("--router", args.router)):
+    members = args.ensemble_member or []
+    for flag, source in (("--robust", args.robust), ("--router", args.router),
+                         *(("--ensemble-member", m) for m in members)):
         if source and writing_destroys(args.out, source):
             raise BundleError(f"--out {args.out} is the {flag} folder, or inside or around it; export replaces its "
                               "--out folder, so write elsewhere and move it")
     source = export_source(args.robust)
+    ensemble = [export_source(m).adapters for m in members]
     eval_summary = json.loads(Path(args.eval_summary).read_text()) if args.eval_summary else None
     router_summary = read_router_summary(args.router) if args.router else None
     threshold = args.threshold if args.threshold is not None else (router_summary or {}).get("threshold", 0.5)
@@ -173,10 +176,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
     recipe["export"].update(robust_logprob_gate=gate, robust_no_speech_gate=no_speech)
     card = model_card(cfg.sft.base_model, recipe, eval_summary,
                       {k: v for k, v in (router_summary or {}).items() if k != "history"} or None,
-                      stage=source.stage)
+                      stage=source.stage, ensemble_members=len(ensemble))
     bundle = export_bundle(args.out, cfg.sft.base_model, source.adapters,
                            None if args.no_merged else source.merged, args.router, float(threshold), card,
-                           robust_logprob_gate=gate, robust_no_speech_gate=no_speech)
+                           robust_logprob_gate=gate, robust_no_speech_gate=no_speech, ensemble=ensemble)
     print(bundle)
     return 0
 
@@ -264,5 +267,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="robust_logprob_gate written into the bundle (default: [export].robust_logprob_gate)")
     ex.add_argument("--no-speech-gate", type=GateArg.parse_probability, metavar="PROB|none",
                     help="robust_no_speech_gate written into the bundle (default: [export].robust_no_speech_gate)")
+    ex.add_argument("--ensemble-member", action="append", metavar="PATH",
+                    help="a further robust adapter (training output or bundle, same base model) served beside "
+                         "--robust as a ROVER ensemble (repeatable; docs/training.md, round 31)")
     ex.add_argument("--out", required=True, help="bundle folder to write (replaced)")
     ex.set_defaults(func=_cmd_export)

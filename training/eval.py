@@ -112,6 +112,43 @@ def robust_model(robust: str, device: str | torch.device = "cpu") -> tuple[torch
     return load_model(str(path), device)[0].eval(), resolve_model(str(path))
 
 
+def ensemble_members(robust: str) -> tuple[Path, ...]:
+    """A bundle's further robust adapters (its ``ensemble``); none for a checkpoint folder."""
+    from training.export import load_bundle
+
+    path = Path(robust)
+    return load_bundle(path).ensemble if (path / "bundle.json").exists() else ()
+
+
+def vote_ensemble(clips: list[dict[str, Any]], robust: str, decoder, out: Path,
+                  device: str | torch.device = "cpu") -> None:
+    """For an ensemble bundle, decode with each member too and make ``robust_hyp`` their ROVER vote, as served.
+
+    The main adapter's transcripts must already be in ``robust_hyp``; every transcript goes to
+    ``robust_member_hyps`` (main first) for analysis. Each member's transcripts are cached like the main's
+    (``robust_hyps-member<N>.json``), under the same gates, as the embedded engine decodes them.
+    """
+    members = ensemble_members(robust)
+    if not members:
+        return
+    from service.engines.rover import combine
+    from training.export import apply_adapter, load_bundle
+    from training.whisper import load_model
+
+    base_model = load_bundle(robust).base_model
+    votes = [[c["robust_hyp"]] for c in clips]
+    for k, adapter in enumerate(members, start=1):
+        model = apply_adapter(load_model(base_model, device)[0], adapter).eval()
+        decoder.use_model(model)
+        hyps = cached_hyps(out / f"robust_hyps-member{k}.json", str(adapter), clips, decoder, f"robust member {k}")
+        for vote, h in zip(votes, hyps):
+            vote.append(h)
+        del model
+    for c, vote in zip(clips, votes):
+        c["robust_member_hyps"] = vote
+        c["robust_hyp"] = combine(vote)
+
+
 def _served_value(robust: str, field: str, recipe_value: float | None) -> float | None:
     """A bundle's own ``field``, else the recipe's export value (a checkpoint folder has no bundle.json)."""
     from training.export import load_bundle
@@ -262,6 +299,9 @@ def markdown(summary: dict[str, Any], systems: tuple[str, ...]) -> str:
         no_speech = summary.get("systems", {}).get("robust_no_speech_gate")
         if no_speech is not None:
             intro += f"; robust windows skipped where the base model's no-speech probability is above {no_speech}"
+        members = summary.get("systems", {}).get("robust_ensemble") or []
+        if members:
+            intro += f"; robust transcript: the ROVER vote of the main adapter and {len(members)} ensemble members"
     intro = intro + ".\n\n" if intro else ""
     text = intro + head + row("clean", summary["clean"]) + row("degraded, all 54 scenarios", summary["overall_degraded"],
                                                        ci.get("degraded"))
@@ -373,6 +413,7 @@ def run_eval(cfg: EvalConfig, base: str, robust: str | None, router_dir: str | N
         robust_id = str(Path(robust).resolve())
         for c, h in zip(clips, cached_hyps(out / "robust_hyps.json", robust_id, clips, decoder, "robust")):
             c["robust_hyp"] = h
+        vote_ensemble(clips, robust, decoder, out, device)
         systems = ("base", "robust")
     if robust and router_dir:
         router = AudioQualityRouter.load(router_dir, device)
@@ -386,7 +427,8 @@ def run_eval(cfg: EvalConfig, base: str, robust: str | None, router_dir: str | N
     summary = summarise(clips, systems)
     summary["systems"] = {"base": base, "robust": robust, "router": router_dir,
                           "robust_logprob_gate": robust_logprob_gate if robust else None,
-                          "robust_no_speech_gate": robust_no_speech_gate if robust else None}
+                          "robust_no_speech_gate": robust_no_speech_gate if robust else None,
+                          "robust_ensemble": [str(m) for m in ensemble_members(robust)] if robust else []}
     summary["n_clips"] = len(clips)
     summary["seconds"] = round(time.monotonic() - started, 1)
     summary["config"] = cfg.model_dump()

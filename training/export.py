@@ -103,16 +103,23 @@ def export_bundle(out_dir: str | Path, base_model: str, adapter_dirs: list[str |
                   merged_dir: str | Path | None, router_dir: str | Path | None, router_threshold: float,
                   card: str, robust_logprob_gate: float | None = None,
                   adapter_weights: list[float] | None = None,
-                  robust_no_speech_gate: float | None = None) -> Bundle:
+                  robust_no_speech_gate: float | None = None,
+                  ensemble: list[list[Path]] | None = None) -> Bundle:
     """Assemble a bundle folder from training outputs (replacing any previous one).
 
     ``adapter_weights`` scales each of ``adapter_dirs`` (see ``combine_adapters``); default 1 each.
+    ``ensemble`` holds, per further robust member, the adapters that make it (combined into ``members/N``).
     """
+    if ensemble and not adapter_dirs:
+        raise ValueError("a robust ensemble needs the bundle's own adapter (its first member)")
     out = Path(out_dir)
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
     adapter = combine_adapters(adapter_dirs, out / "adapter", adapter_weights) if adapter_dirs else None
+    members = [f"members/{k}" for k in range(1, len(ensemble or []) + 1)]
+    for name, adapters in zip(members, ensemble or []):
+        combine_adapters(adapters, out / name)
     merged = None
     if merged_dir is not None:
         merged = out / "merged"
@@ -129,6 +136,8 @@ def export_bundle(out_dir: str | Path, base_model: str, adapter_dirs: list[str |
     meta = {"format": FORMAT, "base_model": base_model, "adapter": adapter and "adapter",
             "merged": merged and "merged", "router": router and "router", "router_threshold": router_threshold,
             "robust_logprob_gate": robust_logprob_gate, "robust_no_speech_gate": robust_no_speech_gate}
+    if members:
+        meta["ensemble"] = members
     (out / "bundle.json").write_text(json.dumps(meta, indent=2))
     (out / "README.md").write_text(card)
     return load_bundle(out)
@@ -187,6 +196,20 @@ def gate_note(export: dict[str, Any]) -> list[str]:
     return ["## Robust-path gates", "", *lines, ""] if lines else []
 
 
+def ensemble_note(members: int) -> list[str]:
+    """Card lines on a robust ensemble: what it serves, what it costs, and where it is not served."""
+    if not members:
+        return []
+    return ["## Robust ensemble", "",
+            (f"The bundle holds {members} more robust adapters (`members/`) beside `adapter/`. The embedded engine "
+             f"decodes robust audio with all {members + 1} and serves the ROVER vote of their transcripts "
+             f"(`service/engines/rover.py`), as the numbers above were measured: {members + 1} decodes and "
+             f"{members + 1} merged model copies on the robust path. `robust_ensemble = \"off\"` "
+             "(`MEGAASR_ROBUST_ENSEMBLE=off`) serves `adapter/` alone; the vLLM engine serves `adapter/` alone "
+             "and says so at start. Where the vote differs from `adapter/`'s transcript, the answer is one "
+             "segment without word timings."), ""]
+
+
 def writing_destroys(out_dir: str | Path, source: str | Path) -> bool:
     """Whether writing a bundle to ``out_dir`` would destroy ``source``, an input of the export.
 
@@ -241,7 +264,7 @@ def export_source(robust: str | Path) -> ExportSource:
 
 
 def model_card(base_model: str, recipe: dict[str, Any], eval_summary: dict[str, Any] | None,
-               router_summary: dict[str, Any] | None, stage: str = "sft") -> str:
+               router_summary: dict[str, Any] | None, stage: str = "sft", ensemble_members: int = 0) -> str:
     """Markdown model card with the training config and the measured numbers.
 
     ``stage`` is the exported model's own training record (``sft`` or ``rl``; ``soup`` for a weighted
@@ -262,6 +285,7 @@ def model_card(base_model: str, recipe: dict[str, Any], eval_summary: dict[str, 
         lines += ["## Evaluation (held-out speaker and sentences)", "", table, ""]
         lines += serving_note(eval_summary.get("config", {}))
     lines += gate_note(recipe.get("export", {}))
+    lines += ensemble_note(ensemble_members)
     if router_summary:
         lines += ["## Router", "", "```json", json.dumps(router_summary, indent=2), "```", ""]
     lines += ["## Training configuration", "", "```json", json.dumps(recipe, indent=2), "```", ""]

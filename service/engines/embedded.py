@@ -29,6 +29,10 @@ class EmbeddedEngine(Engine):
     load (or the bundle's ``merged/`` folder when it has no adapter). Two copies cost memory (tiny:
     150 MB, base: 290 MB in fp32) but keep both paths at full speed and let one micro-batch hold
     requests for either: the batch is split by adapter before decoding.
+
+    A bundle with ``ensemble`` members (and ``robust_ensemble = "bundle"``) loads one more merged copy per
+    member; robust requests are decoded by the main adapter and by each member, with the same gates, and
+    answered with the ROVER vote of their transcripts (:func:`service.engines.rover.ensemble_result`).
     """
 
     def __init__(self, model_path: Path, model_id: str, settings: Settings, robust: Bundle | None = None) -> None:
@@ -38,6 +42,7 @@ class EmbeddedEngine(Engine):
         self._robust_source = robust if robust is not None and robust.has_robust else None
         self._transcriber = None
         self._robust = None
+        self._members: list = []
         self._batcher = None
         self._multilingual = False
         self.load_seconds: float | None = None
@@ -67,6 +72,9 @@ class EmbeddedEngine(Engine):
             self._robust = await loop.run_in_executor(None, self._load_robust)
             self._robust.probe = robust_probe(
                 served_no_speech_gate(self._settings.robust_no_speech_gate, self._robust_source), self._transcriber)
+            self._members = await loop.run_in_executor(None, self._load_members)
+            for member in self._members:
+                member.probe = self._robust.probe  # one probe on the base model serves every member
         self.load_seconds = time.monotonic() - started
         self._multilingual = self._transcriber.vocab.multilingual
         self._batcher = MicroBatcher(
@@ -90,6 +98,21 @@ class EmbeddedEngine(Engine):
         log.info("loading the merged robust model %s", source.merged)
         return load_transcriber(source.merged, self._settings, min_avg_logprob=source.robust_logprob_gate)
 
+    def _load_members(self) -> list:
+        """The robust ensemble's further adapters, merged like the main one; none when the setting is "off"."""
+        source = self._robust_source
+        assert source is not None
+        if not source.ensemble:
+            return []
+        if self._settings.robust_ensemble == "off":
+            log.info("robust_ensemble is off: serving the main robust adapter without its %d ensemble members",
+                     len(source.ensemble))
+            return []
+        log.info("robust ensemble: merging %d more adapters (%s); robust requests are decoded %d times and voted",
+                 len(source.ensemble), ", ".join(str(m) for m in source.ensemble), len(source.ensemble) + 1)
+        return [load_transcriber(self._path, self._settings, adapter=member,
+                                 min_avg_logprob=source.robust_logprob_gate) for member in source.ensemble]
+
     def _observe_batch(self, size: int, seconds: float) -> None:
         if self.batch_observer is not None:
             self.batch_observer(size)
@@ -102,7 +125,13 @@ class EmbeddedEngine(Engine):
             if not members:
                 continue
             assert transcriber is not None, "transcribe() admits robust requests only when loaded"
-            decoded = transcriber.transcribe([items[i][0] for i in members], [items[i][1] for i in members])
+            audios, opts = [items[i][0] for i in members], [items[i][1] for i in members]
+            decoded = transcriber.transcribe(audios, opts)
+            if adapter == "robust" and self._members:
+                from service.engines.rover import ensemble_result
+
+                votes = [m.transcribe(audios, opts) for m in self._members]
+                decoded = [ensemble_result([own, *others]) for own, *others in zip(decoded, *votes)]
             for i, result in zip(members, decoded):
                 result.adapter = adapter
                 results[i] = result
@@ -126,6 +155,7 @@ class EmbeddedEngine(Engine):
             self._batcher = None
         self._transcriber = None
         self._robust = None
+        self._members = []
 
 
 def robust_probe(gate: float | None, base):

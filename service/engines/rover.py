@@ -18,9 +18,11 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 
 import jiwer
 
+from service.engines.base import Segment, TranscriptionResult
 from service.scoring import normalise_text
 
 PIVOTS = ("first", "medoid")
@@ -114,3 +116,27 @@ def combine(transcripts: Sequence[str], pivot: str = "medoid") -> str:
     parsed = [tokens(t) for t in transcripts]
     index = 0 if pivot == "first" else medoid([[key for key, _ in p] for p in parsed])
     return " ".join(word for _, word in combine_tokens(parsed, index))
+
+
+def ensemble_result(results: Sequence[TranscriptionResult]) -> TranscriptionResult:
+    """One robust result from the ensemble's results for one audio (the main adapter's first).
+
+    The text is the ROVER vote. Where it equals the main adapter's transcript word for word, the main
+    result is served unchanged (segments, timestamps, word timings). Otherwise its segments collapse into
+    one segment spanning the main result's segments (the whole audio when it had none) that carries the
+    voted text: a vote has no timings of its own, so word timings are dropped there.
+    """
+    main = results[0]
+    text = combine([r.text for r in results])
+    if text.split() == main.text.split():
+        return main
+    first, last = (main.segments[0], main.segments[-1]) if main.segments else (None, None)
+    segment = Segment(
+        id=0, seek=first.seek if first else 0, start=first.start if first else 0.0,
+        end=last.end if last else main.duration, text=" " + text if text else "", tokens=[],
+        temperature=first.temperature if first else 0.0,
+        avg_logprob=sum(s.avg_logprob for s in main.segments) / len(main.segments) if main.segments else 0.0,
+        compression_ratio=first.compression_ratio if first else 0.0,
+        no_speech_prob=first.no_speech_prob if first else None)
+    return replace(main, text=text, segments=[segment] if text else [],
+                   extras={**main.extras, "ensemble_voted": True})

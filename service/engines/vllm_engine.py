@@ -125,6 +125,11 @@ class VllmEngine(Engine):
             log.warning("the bundle's robust_no_speech_gate (%s) is not applied by the vLLM engine: vLLM reports no "
                         "no-speech probability, so the robust path runs without it (the embedded engine applies it)",
                         no_speech_gate)
+        if robust is not None and robust.ensemble and "robust" in self._targets \
+                and settings.robust_ensemble == "bundle":
+            log.warning("the bundle's robust ensemble (%d more adapters) is not served by the vLLM engine: the robust "
+                        "path serves its main adapter alone (the embedded engine decodes every member and votes)",
+                        len(robust.ensemble))
         self._gate_unreadable_logged = False
         self._reachable: set[str] = set()
         self._client: httpx.AsyncClient | None = None

@@ -5,9 +5,11 @@ must not depend on the training code). Layout::
 
     bundle.json   {"format": "megaasr-bundle/1", "base_model": ..., "adapter": "adapter" | null,
                    "merged": "merged" | null, "router": "router" | null, "router_threshold": 0.5,
-                   "robust_logprob_gate": null | -1.0, "robust_no_speech_gate": null | 0.8}
+                   "robust_logprob_gate": null | -1.0, "robust_no_speech_gate": null | 0.8,
+                   "ensemble": ["members/1", ...] | absent}
     adapter/      peft LoRA adapter on the base model (the embedded engine merges it at load)
     merged/       optional full HF Whisper checkpoint with the adapter merged (what vLLM on the CPU serves)
+    members/N/    optional further robust LoRA adapters on the same base model (a robust ensemble)
     router/       AudioQualityRouter.save output
     README.md     model card: training config and eval numbers
 
@@ -21,6 +23,12 @@ probability, read for each robust window before it is decoded; a window above it
 (``service.engines.no_speech_probe``). A probability strictly between 0 and 1; absent or null: no gate.
 The embedded engine applies it; the vLLM engine cannot (vLLM reports no no-speech probability) and
 says so at start.
+
+``ensemble`` lists further robust adapters (round 31): the embedded engine decodes robust audio with the
+main adapter and with each member, under the same gates, and serves the ROVER vote of their transcripts
+(``service.engines.rover``). It costs one more decode per member on the robust path; the setting
+``robust_ensemble = "off"`` serves the main adapter alone. Members need the main ``adapter`` (a merged-only
+bundle has no ensemble). The vLLM engine serves the main adapter alone and says so at start.
 """
 
 from __future__ import annotations
@@ -50,6 +58,7 @@ class Bundle:
     card: Path | None
     robust_logprob_gate: float | None = None
     robust_no_speech_gate: float | None = None
+    ensemble: tuple[Path, ...] = ()
 
     @property
     def has_robust(self) -> bool:
@@ -74,14 +83,7 @@ def load_bundle(directory: str | Path) -> Bundle:
 
     def part(key: str) -> Path | None:
         name = meta.get(key)
-        if name is None:
-            return None
-        path = (root / name).resolve()
-        if root not in path.parents:
-            raise BundleError(f"{root}: {key}={name!r} points outside the bundle")
-        if not path.is_dir():
-            raise BundleError(f"{root}: bundle names {key}={name!r} but {path} is missing")
-        return path
+        return None if name is None else _folder(root, key, name)
 
     threshold = float(meta.get("router_threshold", 0.5))
     if not 0.0 <= threshold <= 1.0:
@@ -91,8 +93,34 @@ def load_bundle(directory: str | Path) -> Bundle:
     no_speech = _optional_number(meta, "robust_no_speech_gate", lambda v: 0 < v < 1,
                                  "a probability strictly between 0 and 1")
     card = root / "README.md"
-    return Bundle(root, str(meta["base_model"]), part("adapter"), part("merged"), part("router"), threshold,
-                  card if card.exists() else None, gate, no_speech)
+    adapter = part("adapter")
+    return Bundle(root, str(meta["base_model"]), adapter, part("merged"), part("router"), threshold,
+                  card if card.exists() else None, gate, no_speech, _ensemble(root, meta, adapter))
+
+
+def _folder(root: Path, key: str, name: str) -> Path:
+    """A folder the bundle names: it must exist and lie inside the bundle."""
+    path = (root / name).resolve()
+    if root not in path.parents:
+        raise BundleError(f"{root}: {key}={name!r} points outside the bundle")
+    if not path.is_dir():
+        raise BundleError(f"{root}: bundle names {key}={name!r} but {path} is missing")
+    return path
+
+
+def _ensemble(root: Path, meta: dict, adapter: Path | None) -> tuple[Path, ...]:
+    """The ``ensemble`` member folders: a list of adapter folders inside the bundle, next to a main adapter."""
+    names = meta.get("ensemble")
+    if names is None:
+        return ()
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+        raise BundleError(f"{root}: 'ensemble' must be a non-empty list of member folder names, got {names!r}")
+    if adapter is None:
+        raise BundleError(f"{root}: 'ensemble' needs the bundle's own 'adapter' (its first member)")
+    members = tuple(_folder(root, "ensemble", name) for name in names)
+    if len(set(members) | {adapter}) != len(members) + 1:
+        raise BundleError(f"{root}: 'ensemble' names a folder twice, or the main adapter")
+    return members
 
 
 def _optional_number(meta: dict, key: str, valid, requirement: str) -> float | None:

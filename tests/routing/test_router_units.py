@@ -116,6 +116,25 @@ def test_the_no_speech_gate_is_read_and_checked(tmp_path: Path) -> None:
             load_bundle(root)
 
 
+def test_the_robust_ensemble_is_read_and_checked(tmp_path: Path) -> None:
+    root = _bundle(tmp_path / "b", router=None)
+    assert load_bundle(root).ensemble == ()  # bundles written before ensembles load unchanged
+    meta = json.loads((root / "bundle.json").read_text())
+    for name in ("members/1", "members/2"):
+        (root / name).mkdir(parents=True)
+    (root / "bundle.json").write_text(json.dumps({**meta, "ensemble": ["members/1", "members/2"]}))
+    assert load_bundle(root).ensemble == (root.resolve() / "members/1", root.resolve() / "members/2")
+    for bad, message in (([], "non-empty list"), ("members/1", "non-empty list"), ([""], "non-empty list"),
+                         (["members/3"], "is missing"), (["members/1", "members/1"], "twice"),
+                         (["adapter"], "twice, or the main adapter"), (["../../x"], "outside the bundle")):
+        (root / "bundle.json").write_text(json.dumps({**meta, "ensemble": bad}))
+        with pytest.raises(BundleError, match=message):
+            load_bundle(root)
+    (root / "bundle.json").write_text(json.dumps({**meta, "adapter": None, "ensemble": ["members/1"]}))
+    with pytest.raises(BundleError, match="needs the bundle's own 'adapter'"):
+        load_bundle(root)
+
+
 def test_the_served_no_speech_gate_is_the_bundles_unless_the_setting_says_otherwise(tmp_path: Path) -> None:
     from dataclasses import replace
 

@@ -157,6 +157,35 @@ def test_export_writes_an_exported_bundle_again_with_new_gates(tmp_path, capsys)
     assert "neither a training output" in capsys.readouterr().err
 
 
+def test_export_writes_a_robust_ensemble_of_members(tmp_path, capsys):
+    """`megaasr export --ensemble-member PATH`: each member's adapter lands in members/N unchanged, bundle.json
+    lists them, the card says what an ensemble costs and where it is not served; a member that --out would
+    replace is refused."""
+    from safetensors.torch import load_file
+
+    from service.cli import main
+    from training.config import DEFAULT_CONFIG
+
+    robust = _training_outputs(tmp_path, "sft")
+    export = ["export", "--config", str(DEFAULT_CONFIG), "--router", str(tmp_path / "router"), "--no-merged"]
+    assert main([*export, "--robust", str(robust), "--out", str(tmp_path / "member")]) == 0
+    assert main([*export, "--robust", str(robust), "--ensemble-member", str(tmp_path / "member"),
+                 "--ensemble-member", str(robust), "--out", str(tmp_path / "ens")]) == 0
+    bundle = load_bundle(tmp_path / "ens")
+    assert [p.relative_to(bundle.root).as_posix() for p in bundle.ensemble] == ["members/1", "members/2"]
+    main_adapter = load_file(bundle.adapter / "adapter_model.safetensors")
+    for member in bundle.ensemble:
+        weights = load_file(member / "adapter_model.safetensors")
+        assert weights.keys() == main_adapter.keys() and all(torch.equal(weights[k], main_adapter[k]) for k in weights)
+    card = bundle.card.read_text()
+    assert "## Robust ensemble" in card and "2 more robust adapters" in card and "vLLM engine serves" in card
+    assert "Robust ensemble" not in load_bundle(tmp_path / "member").card.read_text()
+    assert main([*export, "--robust", str(robust), "--ensemble-member", str(tmp_path / "member"),
+                 "--out", str(tmp_path / "member")]) == 2
+    assert "is the --ensemble-member folder" in capsys.readouterr().err
+    assert load_bundle(tmp_path / "member").adapter.exists()
+
+
 def test_model_card_names_only_the_stages_the_model_went_through():
     from training.export import model_card
 
