@@ -258,3 +258,39 @@ def test_no_speech_probe_refuses_a_threshold_outside_zero_one(tiny) -> None:
     for bad in (0.0, 1.0, -0.1, 2.0):
         with pytest.raises(ValueError, match="strictly between 0 and 1"):
             NoSpeechProbe(tiny.runner, tiny.vocab, bad)
+
+
+def test_a_robust_ensemble_is_loaded_decoded_and_voted(tiny_en_dir: Path, librivox, tmp_path: Path) -> None:
+    """Three copies of one adapter vote unanimously, so the ensemble answers exactly as the adapter alone;
+    each member is its own merged model, and robust_ensemble = "off" loads none."""
+    import json
+    import shutil
+
+    from service.models.bundle import load_bundle
+
+    shipped = Path(__file__).resolve().parents[2] / "checkpoints" / "whisper-tiny.en-robust"
+    root = tmp_path / "bundle"
+    shutil.copytree(shipped, root)
+    for name in ("members/1", "members/2"):
+        shutil.copytree(shipped / "adapter", root / name)
+    meta = json.loads((root / "bundle.json").read_text())
+    (root / "bundle.json").write_text(json.dumps({**meta, "ensemble": ["members/1", "members/2"]}))
+    audio = read16k(librivox[0][0])
+    opts = TranscriptionOptions(language="en", adapter="robust")
+
+    async def run(settings: Settings, bundle) -> tuple:
+        engine = EmbeddedEngine(tiny_en_dir, "whisper-tiny.en", settings, robust=bundle)
+        await engine.start()
+        try:
+            result = (await engine.transcribe([audio], [opts]))[0]
+            return result, list(engine._members), engine._robust
+        finally:
+            await engine.close()
+
+    voted, members, robust = asyncio.run(run(Settings(threads=2), load_bundle(root)))
+    alone, none, _ = asyncio.run(run(Settings(threads=2, robust_ensemble="off"), load_bundle(root)))
+    assert len(members) == 2 and none == []
+    assert len({id(robust.runner.model), *(id(m.runner.model) for m in members)}) == 3
+    assert all(m.probe is robust.probe for m in members)
+    assert voted.text == alone.text and voted.text.strip() and voted.adapter == "robust"
+    assert "ensemble_voted" not in voted.extras  # unanimous: the main result is served as it is
