@@ -116,3 +116,14 @@ def test_a_missing_peer_stops_the_run_with_the_install_command_before_any_work(m
     asr_speed.add_arguments(parser)
     with pytest.raises(SystemExit, match=r"faster_whisper .*pip install -e '\.\[bench\]'"):
         asr_speed.run_from_args(parser.parse_args(["--quick"]))
+
+
+def test_the_ensemble_benchmark_refuses_a_bundle_without_members(capsys) -> None:
+    """A bundle with one robust adapter has nothing to compare: a one-line error before any model loads."""
+    import pytest
+
+    from benchmarks.robust_ensemble import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--checkpoint", "checkpoints/whisper-tiny.en-robust"])
+    assert stop.value.code == 2 and "has no robust ensemble" in capsys.readouterr().err

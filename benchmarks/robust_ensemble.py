@@ -1,0 +1,95 @@
+"""What a robust ensemble costs: the main adapter alone against the main adapter + members + ROVER vote.
+
+Why: an ensemble bundle (``ensemble`` in bundle.json; docs/training.md, round 31) decodes every robust request
+once per adapter and votes the transcripts (``service.engines.rover``); the accuracy it buys is measured by
+``megaasr eval``, the CPU time it costs here. Speech clips (``benchmarks/speech.py``) are decoded as the embedded
+engine decodes them (one batch of ``--batch`` requests, the bundle's no-speech gate on every adapter), alone and
+as the ensemble, alternating, ``--repeats`` times; the ratio of the medians is printed and written to
+``benchmarks/results/robust_ensemble[_beamN].{json,md}``. Run from the repository root:
+
+    python -m benchmarks.robust_ensemble [--beam-size 5] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+from benchmarks.no_speech_gate import timed
+from benchmarks.speech import clips
+from service.config import Settings
+from service.engines.base import TranscriptionOptions
+from service.engines.embedded import load_transcriber, robust_probe
+from service.engines.rover import ensemble_result
+from service.models.bundle import load_bundle
+from service.models.registry import resolve
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", default="checkpoints/whisper-base-robust")
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--batch", type=int, default=8, help="clips, decoded as one batch")
+    parser.add_argument("--beam-size", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+
+    bundle = load_bundle(args.checkpoint)
+    if not bundle.ensemble or bundle.adapter is None:
+        parser.error(f"{args.checkpoint} has no robust ensemble: nothing to compare")
+    settings = Settings(threads=args.threads, max_batch_size=args.batch)
+    base_dir = resolve(bundle.base_model, settings.home)
+    probe = robust_probe(bundle.robust_no_speech_gate, load_transcriber(base_dir, settings))
+    adapters = [load_transcriber(base_dir, settings, adapter=a) for a in (bundle.adapter, *bundle.ensemble)]
+    for transcriber in adapters:
+        transcriber.probe = probe
+    options = TranscriptionOptions(language="en", beam_size=args.beam_size)
+    audios = [c.audio for c in clips(args.seconds, args.batch)]
+    timed(adapters[0], audios[:2], options)  # warm-up: first-call allocations
+
+    def ensemble() -> tuple[float, list]:
+        started = time.perf_counter()
+        answers = [t.transcribe(audios, [options] * len(audios)) for t in adapters]
+        voted = [ensemble_result(list(per_clip)) for per_clip in zip(*answers)]
+        return time.perf_counter() - started, voted
+
+    seconds: dict[str, list[float]] = {"alone": [], "ensemble": []}
+    texts: dict[str, list[str]] = {}
+    for _ in range(args.repeats):
+        elapsed, results = timed(adapters[0], audios, options)
+        seconds["alone"].append(elapsed)
+        texts["alone"] = [r.text for r in results]
+        elapsed, results = ensemble()
+        seconds["ensemble"].append(elapsed)
+        texts["ensemble"] = [r.text for r in results]
+    alone, voted = statistics.median(seconds["alone"]), statistics.median(seconds["ensemble"])
+    changed = sum(a.split() != b.split() for a, b in zip(texts["alone"], texts["ensemble"]))
+    row = {"clips": len(audios), "audio_s": round(len(audios) * args.seconds, 1), "adapters": len(adapters),
+           "alone_s": round(alone, 3), "ensemble_s": round(voted, 3), "ratio": round(voted / alone, 3),
+           "clips_changed_by_the_vote": changed}
+    table = ("| audio | adapters | main adapter alone (s) | ensemble + vote (s) | ensemble / alone | clips the vote changed |\n"
+             "|---|---|---|---|---|---|\n"
+             f"| {len(audios)} x {args.seconds:g} s speech | {len(adapters)} | {row['alone_s']} | {row['ensemble_s']} | "
+             f"**{row['ratio']}** | {changed} |\n")
+    meta = {"checkpoint": args.checkpoint, "gate": bundle.robust_no_speech_gate, "beam_size": args.beam_size,
+            "threads": args.threads, "repeats": args.repeats, "machine": f"{platform.machine()}, "
+            f"{platform.processor() or 'cpu'}", "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    suffix = "" if args.beam_size == 1 else f"_beam{args.beam_size}"
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"robust_ensemble{suffix}.json").write_text(json.dumps({"meta": meta, "row": row}, indent=2))
+    (RESULTS / f"robust_ensemble{suffix}.md").write_text(
+        f"Robust path: the main adapter alone against the {len(adapters)}-adapter ensemble with its ROVER vote, "
+        f"{meta['when']}, beam {args.beam_size}, {args.threads} threads, median of {args.repeats}\n\n{table}")
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
