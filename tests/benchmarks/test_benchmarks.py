@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+from pathlib import Path
 
 import numpy as np
 import soundfile as sf
@@ -125,5 +126,5 @@ def test_the_ensemble_benchmark_refuses_a_bundle_without_members(capsys) -> None
     from benchmarks.robust_ensemble import main
 
     with pytest.raises(SystemExit) as stop:
-        main(["--checkpoint", "checkpoints/whisper-tiny.en-robust"])
+        main(["--checkpoint", str(Path(__file__).resolve().parents[2] / "checkpoints" / "whisper-tiny.en-robust")])
     assert stop.value.code == 2 and "has no robust ensemble" in capsys.readouterr().err
