@@ -52,6 +52,19 @@ def timed(transcriber, audios: list[np.ndarray], options: TranscriptionOptions) 
     return time.perf_counter() - started, results
 
 
+def save_results(stem: str, args: argparse.Namespace, gate: float | None, data: dict, title: str, table: str) -> None:
+    """Write ``results/<stem>[_beamN].{json,md}`` with the run's settings and machine, and print the table."""
+    meta = {"checkpoint": args.checkpoint, "gate": gate, "beam_size": args.beam_size, "threads": args.threads,
+            "repeats": args.repeats, "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
+            "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    suffix = "" if args.beam_size == 1 else f"_beam{args.beam_size}"
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{stem}{suffix}.json").write_text(json.dumps({"meta": meta, **data}, indent=2))
+    (RESULTS / f"{stem}{suffix}.md").write_text(
+        f"{title}, {meta['when']}, beam {args.beam_size}, {args.threads} threads, median of {args.repeats}\n\n{table}")
+    print(table)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", default="checkpoints/whisper-base-robust")
@@ -97,16 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         table += (f"| {r['set']} | {r['clips']} x {args.seconds:g} s | {r['without_gate_s']} | {r['with_gate_s']} | "
                   f"**{r['ratio']}** | {r['windows_skipped']} | {r['words_without']} -> {r['words_with']} |\n")
-    meta = {"checkpoint": args.checkpoint, "gate": bundle.robust_no_speech_gate, "beam_size": args.beam_size,
-            "threads": args.threads, "repeats": args.repeats, "machine": f"{platform.machine()}, "
-            f"{platform.processor() or 'cpu'}", "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    suffix = "" if args.beam_size == 1 else f"_beam{args.beam_size}"
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"no_speech_gate{suffix}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
-    (RESULTS / f"no_speech_gate{suffix}.md").write_text(
-        f"Robust path with and without the no-speech gate ({bundle.robust_no_speech_gate}), {meta['when']}, "
-        f"beam {args.beam_size}, {args.threads} threads, median of {args.repeats}\n\n{table}")
-    print(table)
+    save_results("no_speech_gate", args, bundle.robust_no_speech_gate, {"rows": rows},
+                 f"Robust path with and without the no-speech gate ({bundle.robust_no_speech_gate})", table)
     return 0
 
 

@@ -13,13 +13,11 @@ as the ensemble, alternating, ``--repeats`` times; the ratio of the medians is p
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import time
 from pathlib import Path
 
-from benchmarks.no_speech_gate import timed
+from benchmarks.no_speech_gate import save_results, timed
 from benchmarks.speech import clips
 from service.config import Settings
 from service.engines.base import TranscriptionOptions
@@ -78,16 +76,9 @@ def main(argv: list[str] | None = None) -> int:
              "|---|---|---|---|---|---|\n"
              f"| {len(audios)} x {args.seconds:g} s speech | {len(adapters)} | {row['alone_s']} | {row['ensemble_s']} | "
              f"**{row['ratio']}** | {changed} |\n")
-    meta = {"checkpoint": args.checkpoint, "gate": bundle.robust_no_speech_gate, "beam_size": args.beam_size,
-            "threads": args.threads, "repeats": args.repeats, "machine": f"{platform.machine()}, "
-            f"{platform.processor() or 'cpu'}", "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    suffix = "" if args.beam_size == 1 else f"_beam{args.beam_size}"
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"robust_ensemble{suffix}.json").write_text(json.dumps({"meta": meta, "row": row}, indent=2))
-    (RESULTS / f"robust_ensemble{suffix}.md").write_text(
-        f"Robust path: the main adapter alone against the {len(adapters)}-adapter ensemble with its ROVER vote, "
-        f"{meta['when']}, beam {args.beam_size}, {args.threads} threads, median of {args.repeats}\n\n{table}")
-    print(table)
+    save_results("robust_ensemble", args, bundle.robust_no_speech_gate, {"row": row},
+                 f"Robust path: the main adapter alone against the {len(adapters)}-adapter ensemble with its ROVER vote",
+                 table)
     return 0
 
 

@@ -128,3 +128,21 @@ def test_the_ensemble_benchmark_refuses_a_bundle_without_members(capsys) -> None
     with pytest.raises(SystemExit) as stop:
         main(["--checkpoint", str(Path(__file__).resolve().parents[2] / "checkpoints" / "whisper-tiny.en-robust")])
     assert stop.value.code == 2 and "has no robust ensemble" in capsys.readouterr().err
+
+
+def test_save_results_names_the_beam_and_keeps_the_run_settings(tmp_path, monkeypatch, capsys) -> None:
+    import argparse
+    import json
+
+    import benchmarks.no_speech_gate as bench
+
+    monkeypatch.setattr(bench, "RESULTS", tmp_path)
+    args = argparse.Namespace(checkpoint="ck", beam_size=5, threads=2, repeats=3)
+    bench.save_results("thing", args, 0.7, {"row": {"ratio": 2.5}}, "A against B", "| t |\n")
+    saved = json.loads((tmp_path / "thing_beam5.json").read_text())
+    assert saved["row"] == {"ratio": 2.5} and saved["meta"]["gate"] == 0.7 and saved["meta"]["repeats"] == 3
+    text = (tmp_path / "thing_beam5.md").read_text()
+    assert text.startswith("A against B, ") and "beam 5, 2 threads, median of 3\n\n| t |" in text
+    assert "| t |" in capsys.readouterr().out
+    bench.save_results("thing", argparse.Namespace(**{**vars(args), "beam_size": 1}), None, {}, "x", "")
+    assert (tmp_path / "thing.json").exists()
