@@ -2,7 +2,7 @@
 
 Why: the lent GPU machine has PyTorch, transformers and peft but none of the Debian packages (no
 flite, no Asterisk prompts, no LibriVox, no sonic-pi noise), no model weights and no network, and each
-call carries at most 64 MiB *including the working tree* (~22 MB of committed checkpoints and docs). The
+call carries at most 64 MiB *including the working tree* (~43 MB of committed checkpoints and docs since round 31 added two ensemble members). The
 whisper-tiny.en weights alone compress to ~68 MB, so the kit is split in N parts (2 while they fit, more as
 the working tree grows) sent in N calls to the same warm machine (docs/training.md, "GPU run"):
 
