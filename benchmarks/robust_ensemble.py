@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from pathlib import Path
 
 from benchmarks.no_speech_gate import save_results, timed
 from benchmarks.speech import clips
@@ -25,8 +24,6 @@ from service.engines.embedded import load_transcriber, robust_probe
 from service.engines.rover import ensemble_result
 from service.models.bundle import load_bundle
 from service.models.registry import resolve
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,7 +16,7 @@ import json
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -33,6 +33,9 @@ from training.sources import (
     read_audio,
     read_reserved_names,
 )
+
+if TYPE_CHECKING:
+    from service.models.bundle import Bundle
 
 SYSTEMS = ("base", "robust", "routed")
 NOISE_ONLY, SILENT, CLEAN = "noise_only", "silent", "clean"
@@ -96,49 +99,60 @@ def clips_from_manifest(path: str | Path) -> list[dict[str, Any]]:
 # -- systems -----------------------------------------------------------------------------------
 def robust_model(robust: str, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, Path]:
     """A merged checkpoint folder, or a bundle (its merged model, else base + adapter), on ``device``."""
-    from training.export import apply_adapter, load_bundle
     from training.whisper import load_model, resolve_model
 
     path = Path(robust)
-    if (path / "bundle.json").exists():
-        bundle = load_bundle(path)
+    bundle = _bundle_of(robust)
+    if bundle is not None:
         if bundle.merged is not None:
             return load_model(str(bundle.merged), device)[0].eval(), bundle.merged
         if bundle.adapter is None:  # a base-model-only bundle: there is no robust model to evaluate
             raise ValueError(f"{path}: the bundle has neither a merged model nor an adapter, so it has no robust "
                              f"model; evaluate its base model ({bundle.base_model!r}) as the base system instead")
-        base, _, base_dir = load_model(bundle.base_model, device)
-        return apply_adapter(base, bundle.adapter).eval(), base_dir
+        return _adapted(bundle.base_model, bundle.adapter, device)
     return load_model(str(path), device)[0].eval(), resolve_model(str(path))
+
+
+def _adapted(base_model: str, adapter: Path, device: str | torch.device) -> tuple[torch.nn.Module, Path]:
+    """The base model with a peft adapter on top (unmerged, as peft applies it), and the base's folder."""
+    from training.export import apply_adapter
+    from training.whisper import load_model
+
+    base, _, base_dir = load_model(base_model, device)
+    return apply_adapter(base, adapter).eval(), base_dir
+
+
+def _bundle_of(robust: str) -> Bundle | None:
+    """The bundle at ``robust``, or None for a checkpoint folder."""
+    from training.export import load_bundle
+
+    path = Path(robust)
+    return load_bundle(path) if (path / "bundle.json").exists() else None
 
 
 def ensemble_members(robust: str) -> tuple[Path, ...]:
     """A bundle's further robust adapters (its ``ensemble``); none for a checkpoint folder."""
-    from training.export import load_bundle
-
-    path = Path(robust)
-    return load_bundle(path).ensemble if (path / "bundle.json").exists() else ()
+    bundle = _bundle_of(robust)
+    return bundle.ensemble if bundle is not None else ()
 
 
 def vote_ensemble(clips: list[dict[str, Any]], robust: str, decoder, out: Path,
-                  device: str | torch.device = "cpu") -> None:
+                  device: str | torch.device = "cpu") -> tuple[Path, ...]:
     """For an ensemble bundle, decode with each member too and make ``robust_hyp`` their ROVER vote, as served.
 
     The main adapter's transcripts must already be in ``robust_hyp``; every transcript goes to
     ``robust_member_hyps`` (main first) for analysis. Each member's transcripts are cached like the main's
-    (``robust_hyps-member<N>.json``), under the same gates, as the embedded engine decodes them.
+    (``robust_hyps-member<N>.json``), under the same gates, as the embedded engine decodes them. Returns the
+    members voted (none for a checkpoint folder or a bundle without an ensemble).
     """
-    members = ensemble_members(robust)
-    if not members:
-        return
+    bundle = _bundle_of(robust)
+    if bundle is None or not bundle.ensemble:
+        return ()
     from service.engines.rover import combine
-    from training.export import apply_adapter, load_bundle
-    from training.whisper import load_model
 
-    base_model = load_bundle(robust).base_model
     votes = [[c["robust_hyp"]] for c in clips]
-    for k, adapter in enumerate(members, start=1):
-        model = apply_adapter(load_model(base_model, device)[0], adapter).eval()
+    for k, adapter in enumerate(bundle.ensemble, start=1):
+        model, _ = _adapted(bundle.base_model, adapter, device)
         decoder.use_model(model)
         hyps = cached_hyps(out / f"robust_hyps-member{k}.json", str(adapter), clips, decoder, f"robust member {k}")
         for vote, h in zip(votes, hyps):
@@ -147,14 +161,13 @@ def vote_ensemble(clips: list[dict[str, Any]], robust: str, decoder, out: Path,
     for c, vote in zip(clips, votes):
         c["robust_member_hyps"] = vote
         c["robust_hyp"] = combine(vote)
+    return bundle.ensemble
 
 
 def _served_value(robust: str, field: str, recipe_value: float | None) -> float | None:
     """A bundle's own ``field``, else the recipe's export value (a checkpoint folder has no bundle.json)."""
-    from training.export import load_bundle
-
-    path = Path(robust)
-    return getattr(load_bundle(path), field) if (path / "bundle.json").exists() else recipe_value
+    bundle = _bundle_of(robust)
+    return getattr(bundle, field) if bundle is not None else recipe_value
 
 
 def robust_gate(robust: str, recipe_gate: float | None) -> float | None:
@@ -413,7 +426,7 @@ def run_eval(cfg: EvalConfig, base: str, robust: str | None, router_dir: str | N
         robust_id = str(Path(robust).resolve())
         for c, h in zip(clips, cached_hyps(out / "robust_hyps.json", robust_id, clips, decoder, "robust")):
             c["robust_hyp"] = h
-        vote_ensemble(clips, robust, decoder, out, device)
+        members = vote_ensemble(clips, robust, decoder, out, device)
         systems = ("base", "robust")
     if robust and router_dir:
         router = AudioQualityRouter.load(router_dir, device)
@@ -428,7 +441,7 @@ def run_eval(cfg: EvalConfig, base: str, robust: str | None, router_dir: str | N
     summary["systems"] = {"base": base, "robust": robust, "router": router_dir,
                           "robust_logprob_gate": robust_logprob_gate if robust else None,
                           "robust_no_speech_gate": robust_no_speech_gate if robust else None,
-                          "robust_ensemble": [str(m) for m in ensemble_members(robust)] if robust else []}
+                          "robust_ensemble": [str(m) for m in members] if robust else []}
     summary["n_clips"] = len(clips)
     summary["seconds"] = round(time.monotonic() - started, 1)
     summary["config"] = cfg.model_dump()

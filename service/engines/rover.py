@@ -23,7 +23,7 @@ from dataclasses import replace
 import jiwer
 
 from service.engines.base import Segment, TranscriptionResult
-from service.scoring import normalise_text
+from service.scoring import normalise_text, score
 
 PIVOTS = ("first", "medoid")
 
@@ -40,17 +40,11 @@ def tokens(text: str) -> list[Token]:
     return out
 
 
-def _edits(a: list[str], b: list[str]) -> int:
-    """Word edits between two key lists (jiwer refuses empty strings, so those are counted here)."""
-    if not a or not b:
-        return max(len(a), len(b))
-    out = jiwer.process_words(" ".join(a), " ".join(b))
-    return out.substitutions + out.deletions + out.insertions
-
-
 def medoid(transcripts: Sequence[list[str]]) -> int:
     """Index of the key list with the fewest word edits to all the others (the first on a tie)."""
-    return min(range(len(transcripts)), key=lambda i: (sum(_edits(transcripts[i], t) for t in transcripts), i))
+    joined = [" ".join(t) for t in transcripts]
+    return min(range(len(joined)),
+               key=lambda i: (sum(score(joined[i], t, normalise=False).word_edits for t in joined), i))
 
 
 def combine_tokens(transcripts: Sequence[list[Token]], pivot: int = 0) -> list[Token]:
@@ -72,12 +66,6 @@ def combine_tokens(transcripts: Sequence[list[Token]], pivot: int = 0) -> list[T
 
     for j, other in enumerate(transcripts):
         if j == pivot:
-            continue
-        if not spine or not other:
-            if other:
-                insert(0, list(other))
-            for slot in slots:
-                slot[None] += 1
             continue
         spine_keys, other_keys = [k for k, _ in spine], [k for k, _ in other]
         for chunk in jiwer.process_words(" ".join(spine_keys), " ".join(other_keys)).alignments[0]:
