@@ -52,6 +52,18 @@ def timed(transcriber, audios: list[np.ndarray], options: TranscriptionOptions) 
     return time.perf_counter() - started, results
 
 
+def robust_path_parser(doc: str, batch_help: str) -> argparse.ArgumentParser:
+    """The flags of the robust-path A/B benchmarks, the ones :func:`save_results` records among them."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--checkpoint", default="checkpoints/whisper-base-robust")
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--batch", type=int, default=8, help=batch_help)
+    parser.add_argument("--beam-size", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    return parser
+
+
 def save_results(stem: str, args: argparse.Namespace, gate: float | None, data: dict, title: str, table: str) -> None:
     """Write ``results/<stem>[_beamN].{json,md}`` with the run's settings and machine, and print the table."""
     meta = {"checkpoint": args.checkpoint, "gate": gate, "beam_size": args.beam_size, "threads": args.threads,
@@ -66,13 +78,7 @@ def save_results(stem: str, args: argparse.Namespace, gate: float | None, data: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", default="checkpoints/whisper-base-robust")
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--batch", type=int, default=8, help="clips per set, decoded as one batch")
-    parser.add_argument("--beam-size", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
+    parser = robust_path_parser(__doc__, "clips per set, decoded as one batch")
     args = parser.parse_args(argv)
 
     bundle = load_bundle(args.checkpoint)

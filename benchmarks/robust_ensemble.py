@@ -12,11 +12,10 @@ as the ensemble, alternating, ``--repeats`` times; the ratio of the medians is p
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
-from benchmarks.no_speech_gate import save_results, timed
+from benchmarks.no_speech_gate import robust_path_parser, save_results, timed
 from benchmarks.speech import clips
 from service.config import Settings
 from service.engines.base import TranscriptionOptions
@@ -27,13 +26,7 @@ from service.models.registry import resolve
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", default="checkpoints/whisper-base-robust")
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--batch", type=int, default=8, help="clips, decoded as one batch")
-    parser.add_argument("--beam-size", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
+    parser = robust_path_parser(__doc__, "clips, decoded as one batch")
     args = parser.parse_args(argv)
 
     bundle = load_bundle(args.checkpoint)
