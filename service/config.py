@@ -44,7 +44,7 @@ class Settings(BaseSettings):
         "bundle", description="A checkpoint bundle's robust ensemble (its `ensemble` members): 'bundle' decodes robust "
         "audio with the main adapter and every member and serves the ROVER vote of their transcripts (one more decode "
         "and one more model copy in memory per member; docs/training.md, round 31); 'off' serves the main adapter "
-        "alone. Embedded engine only.")
+        "alone. The vLLM engine sends robust requests to every member too (vllm_robust_member_models).")
     engine: Literal["embedded", "vllm"] = Field("embedded", description="Inference engine.")
     device: str = Field("cpu", description="torch device for the embedded engine.")
     threads: int = Field(0, ge=0, description="torch intra-op threads (0 = all cores).")
@@ -100,6 +100,8 @@ class Settings(BaseSettings):
     vllm_served_model: str | None = Field(None, description="Name vLLM serves the base model under (default: the id of --model).")
     vllm_robust_model: str | None = Field(None, description="Name vLLM serves the robust model under: a LoRA adapter or a merged checkpoint (default with a robust --checkpoint: '<model id>-robust'; unset otherwise: no robust path).")
     vllm_robust_url: str | None = Field(None, description="Base URL of the vLLM server with the robust model, when it is a second server (default: --vllm-url, as for a LoRA adapter).")
+    vllm_robust_member_models: list[str] | None = Field(None, description="Names vLLM serves a bundle's robust ensemble members under, in bundle order (LoRA adapters: `--lora-modules NAME=DIR/members/N`). Default with an ensemble bundle and robust_ensemble=bundle: '<robust model>-m1', '-m2', ... Robust requests go to the robust model and every member, and the ROVER vote of their transcripts is served.")
+    vllm_robust_member_urls: list[str] | None = Field(None, description="Base URLs of the vLLM servers holding the ensemble members, one per member in bundle order (CPU: one merged member per server). Default: the robust model's server for every member.")
     vllm_api_key: SecretStr | None = Field(None, description="Bearer key of the vLLM server (its --api-key), if it has one.")
     vllm_startup_timeout_s: float = Field(600.0, gt=0, description="How long start-up waits for the vLLM server and its models before failing.")
     vllm_health_interval_s: float = Field(5.0, gt=0, description="How often the vLLM server is checked; /ready follows it.")

@@ -205,8 +205,8 @@ def ensemble_note(members: int) -> list[str]:
              f"decodes robust audio with all {members + 1} and serves the ROVER vote of their transcripts "
              f"(`service/engines/rover.py`), as the numbers above were measured: {members + 1} decodes and "
              f"{members + 1} merged model copies on the robust path. `robust_ensemble = \"off\"` "
-             "(`MEGAASR_ROBUST_ENSEMBLE=off`) serves `adapter/` alone; the vLLM engine serves `adapter/` alone "
-             "and says so at start. Where the vote differs from `adapter/`'s transcript, the answer is one "
+             "(`MEGAASR_ROBUST_ENSEMBLE=off`) serves `adapter/` alone. The vLLM engine votes too when vLLM serves "
+             "the members beside `adapter/` (`vllm_robust_member_models`, docs/deploy.md). Where the vote differs from `adapter/`'s transcript, the answer is one "
              "segment without word timings."), ""]
 
 

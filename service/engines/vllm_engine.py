@@ -40,6 +40,10 @@ limit (``VLLM_MAX_AUDIO_DECODE_DURATION_S``, 600 s by default): above ``vllm_max
   request, on the compression-ratio test only (a repetition loop); the log-prob test needs the
   no-speech gate to be safe on noise, so it is not used. A decode still looping after the last
   temperature is dropped, as in the embedded engine.
+* A bundle's robust ensemble is served: a robust request goes to the main adapter and to each member
+  (``vllm_robust_member_models``, default ``<robust model>-mN`` on the robust server; or one server each,
+  ``vllm_robust_member_urls``) at once, each with its own temperature fallback and gates, and the ROVER
+  vote of their transcripts is answered (:func:`service.engines.rover.ensemble_result`, as embedded).
 * Word timestamps, ``condition_on_previous_text``, ``beam_size > 1`` and ``best_of > 1`` are refused
   (400, or a start-up error for the service settings), never silently ignored.
 * vLLM 0.32 builds a multilingual prompt for every Whisper and so returns empty text for
@@ -125,11 +129,7 @@ class VllmEngine(Engine):
             log.warning("the bundle's robust_no_speech_gate (%s) is not applied by the vLLM engine: vLLM reports no "
                         "no-speech probability, so the robust path runs without it (the embedded engine applies it)",
                         no_speech_gate)
-        if robust is not None and robust.ensemble and "robust" in self._targets \
-                and settings.robust_ensemble == "bundle":
-            log.warning("the bundle's robust ensemble (%d more adapters) is not served by the vLLM engine: the robust "
-                        "path serves its main adapter alone (the embedded engine decodes every member and votes)",
-                        len(robust.ensemble))
+        self._members = ensemble_targets(settings, robust, self._targets.get("robust"))
         self._gate_unreadable_logged = False
         self._reachable: set[str] = set()
         self._client: httpx.AsyncClient | None = None
@@ -164,6 +164,15 @@ class VllmEngine(Engine):
         """adapter -> (vLLM base URL, served model name), for logs, docs and tests."""
         return {k: (t.url, t.model) for k, t in self._targets.items()}
 
+    @property
+    def members(self) -> list[tuple[str, str]]:
+        """The robust ensemble's members as (vLLM base URL, served model name), in bundle order."""
+        return [(t.url, t.model) for t in self._members]
+
+    def _served(self) -> list[_Target]:
+        """Every model this engine sends requests to: base, robust and the robust ensemble's members."""
+        return [*self._targets.values(), *self._members]
+
     async def start(self) -> None:
         """Wait for vLLM (bounded), check every routed model is served, warm each one up."""
         settings = self._settings
@@ -184,9 +193,9 @@ class VllmEngine(Engine):
                                          timeout=httpx.Timeout(settings.request_timeout_s + 5, connect=5.0))
         try:
             deadline = started + settings.vllm_startup_timeout_s
-            for target in self._targets.values():
+            for target in self._served():
                 await self._wait_served(target, deadline)
-            for target in self._targets.values():
+            for target in self._served():
                 await self._warm_up(target)
         except BaseException:
             await self._client.aclose()
@@ -201,6 +210,9 @@ class VllmEngine(Engine):
         self.load_seconds = time.monotonic() - started
         log.info("vLLM engine ready in %.1f s: %s", self.load_seconds,
                  ", ".join(f"{k} -> {t.model} at {t.url}" for k, t in self._targets.items()))
+        if self._members:
+            log.info("robust ensemble: robust requests are also sent to %s and the ROVER vote is served",
+                     ", ".join(f"{t.model} at {t.url}" for t in self._members))
 
     async def transcribe(self, audios: list[np.ndarray],
                          options: list[TranscriptionOptions]) -> list[TranscriptionResult]:
@@ -260,6 +272,12 @@ class VllmEngine(Engine):
         if target.model not in served:
             what = ("--vllm-served-model (MEGAASR_VLLM_SERVED_MODEL)" if target.adapter == "base"
                     else "--vllm-robust-model (MEGAASR_VLLM_ROBUST_MODEL)")
+            if target in self._members:
+                raise VllmStartError(
+                    f"The vLLM server at {target.url} serves {served}, not the robust ensemble member "
+                    f"'{target.model}'. Serve the bundle's members/N adapters too (--enable-lora --lora-modules "
+                    f"{target.model}=DIR/members/N), set --vllm-robust-member-models to their served names, or "
+                    f"serve the main adapter alone with --robust-ensemble off.")
             raise VllmStartError(
                 f"The vLLM server at {target.url} serves {served}, not the {target.adapter} model "
                 f"'{target.model}'. Start vLLM with --served-model-name {target.model}"
@@ -329,6 +347,15 @@ class VllmEngine(Engine):
             return TranscriptionResult(text="", segments=[], language=language or "en", duration=duration,
                                        adapter=opts.adapter, extras={"dropped_windows": 0, "engine": "vllm"})
         target = self._targets[opts.adapter]
+        if opts.adapter != "robust" or not self._members:
+            return self._result(await self._fallback(target, audio, opts), opts, duration, language)
+        from service.engines.rover import ensemble_result
+
+        bodies = await asyncio.gather(*(self._fallback(t, audio, opts) for t in (target, *self._members)))
+        return ensemble_result([self._result(body, opts, duration, language) for body in bodies])
+
+    async def _fallback(self, target: _Target, audio: np.ndarray, opts: TranscriptionOptions) -> dict:
+        """One model's answer: the temperature schedule, falling back while the decode loops."""
         temperatures = opts.temperatures or (0.0,)
         body: dict[str, Any] = {}
         for i, temperature in enumerate(temperatures):
@@ -337,7 +364,7 @@ class VllmEngine(Engine):
                           for s in body.get("segments") or [])
             if not looping or i + 1 == len(temperatures):
                 break
-        return self._result(body, opts, duration, language)
+        return body
 
     async def _post(self, target: _Target, audio: np.ndarray, opts: TranscriptionOptions,
                     temperature: float) -> dict:
@@ -425,7 +452,7 @@ class VllmEngine(Engine):
         while True:
             await asyncio.sleep(self._settings.vllm_health_interval_s)
             ok = True
-            for target in self._targets.values():
+            for target in self._served():
                 try:
                     ok = ok and target.model in await self._served_models(target.url)
                 except (httpx.HTTPError, ValueError, VllmStartError):
@@ -434,6 +461,25 @@ class VllmEngine(Engine):
             if healthy != self._healthy:
                 log.warning("vLLM backend is %s", "back" if healthy else "unreachable or lost a model")
             self._healthy = healthy
+
+
+def ensemble_targets(settings: Settings, robust: Bundle | None, main: _Target | None) -> list[_Target]:
+    """The robust ensemble's members as vLLM targets; none without members, a robust path, or with it turned off.
+
+    Names default to ``<robust model>-m1``, ``-m2``, ... (the ``--lora-modules`` names docs/deploy.md gives) on
+    the robust model's server; a wrong count of names or URLs is a start-up error, not a partial ensemble.
+    """
+    members = robust.ensemble if robust is not None else ()
+    if not members or main is None or settings.robust_ensemble == "off":
+        return []
+    names = settings.vllm_robust_member_models or [f"{main.model}-m{k}" for k in range(1, len(members) + 1)]
+    urls = [u.rstrip("/") for u in settings.vllm_robust_member_urls or [main.url] * len(members)]
+    for what, given in (("--vllm-robust-member-models", names), ("--vllm-robust-member-urls", urls)):
+        if len(given) != len(members):
+            raise VllmStartError(f"{what} gives {len(given)} entries for the bundle's {len(members)} robust ensemble "
+                                 f"members ({', '.join(str(m) for m in members)}); give one per member, in order, "
+                                 f"or serve the main adapter alone with --robust-ensemble off.")
+    return [_Target("robust", url, name) for url, name in zip(urls, names)]
 
 
 class HealthGate:

@@ -28,7 +28,8 @@ says so at start.
 main adapter and with each member, under the same gates, and serves the ROVER vote of their transcripts
 (``service.engines.rover``). It costs one more decode per member on the robust path; the setting
 ``robust_ensemble = "off"`` serves the main adapter alone. Members need the main ``adapter`` (a merged-only
-bundle has no ensemble). The vLLM engine serves the main adapter alone and says so at start.
+bundle has no ensemble). The vLLM engine votes the same way over the members vLLM serves
+(``vllm_robust_member_models``).
 """
 
 from __future__ import annotations

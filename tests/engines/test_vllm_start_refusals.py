@@ -35,22 +35,3 @@ def test_a_bundles_no_speech_gate_is_announced_as_not_applied(tmp_path: Path, ca
     assert shipped.robust_no_speech_gate is not None
     assert "robust_no_speech_gate (0.7) is not applied by the vLLM engine" in caplog.text
 
-
-def test_a_bundles_robust_ensemble_is_announced_as_not_served(tmp_path: Path, caplog) -> None:
-    """The vLLM engine serves one robust model; it says at start that an ensemble's members are left out."""
-    from dataclasses import replace
-
-    from service.models.bundle import load_bundle
-
-    shipped = load_bundle(Path(__file__).resolve().parents[2] / "checkpoints" / "whisper-base-robust")
-    members = replace(shipped, ensemble=(tmp_path / "members/1", tmp_path / "members/2"))
-    settings = Settings(engine="vllm", vllm_url="http://127.0.0.1:9/v1")
-    with caplog.at_level("WARNING", logger="service.engines.vllm_engine"):
-        VllmEngine(tmp_path, "whisper-base", settings, robust=replace(shipped, ensemble=()))
-    assert "robust ensemble" not in caplog.text
-    with caplog.at_level("WARNING", logger="service.engines.vllm_engine"):
-        VllmEngine(tmp_path, "whisper-base", settings.model_copy(update={"robust_ensemble": "off"}), robust=members)
-    assert "robust ensemble" not in caplog.text  # the operator turned it off: nothing is left out
-    with caplog.at_level("WARNING", logger="service.engines.vllm_engine"):
-        VllmEngine(tmp_path, "whisper-base", settings, robust=members)
-    assert "robust ensemble (2 more adapters) is not served by the vLLM engine" in caplog.text

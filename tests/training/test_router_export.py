@@ -178,7 +178,7 @@ def test_export_writes_a_robust_ensemble_of_members(tmp_path, capsys):
         weights = load_file(member / "adapter_model.safetensors")
         assert weights.keys() == main_adapter.keys() and all(torch.equal(weights[k], main_adapter[k]) for k in weights)
     card = bundle.card.read_text()
-    assert "## Robust ensemble" in card and "2 more robust adapters" in card and "vLLM engine serves" in card
+    assert "## Robust ensemble" in card and "2 more robust adapters" in card and "vLLM engine votes too" in card
     assert "Robust ensemble" not in load_bundle(tmp_path / "member").card.read_text()
     assert main([*export, "--robust", str(robust), "--ensemble-member", str(tmp_path / "member"),
                  "--out", str(tmp_path / "member")]) == 2
