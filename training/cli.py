@@ -160,6 +160,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     cfg = _config(args)
     members = args.ensemble_member or []
+    if args.ensemble_pick != "vote" and not members:
+        raise BundleError(f"--ensemble-pick {args.ensemble_pick} needs ensemble members to pick from "
+                          "(--ensemble-member PATH, repeatable)")
     for flag, source in (("--robust", args.robust), ("--router", args.router),
                          *(("--ensemble-member", m) for m in members)):
         if source and writing_destroys(args.out, source):
@@ -176,10 +179,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
     recipe["export"].update(robust_logprob_gate=gate, robust_no_speech_gate=no_speech)
     card = model_card(cfg.sft.base_model, recipe, eval_summary,
                       {k: v for k, v in (router_summary or {}).items() if k != "history"} or None,
-                      stage=source.stage, ensemble_members=len(ensemble))
+                      stage=source.stage, ensemble_members=len(ensemble), ensemble_pick=args.ensemble_pick)
     bundle = export_bundle(args.out, cfg.sft.base_model, source.adapters,
                            None if args.no_merged else source.merged, args.router, float(threshold), card,
-                           robust_logprob_gate=gate, robust_no_speech_gate=no_speech, ensemble=ensemble)
+                           robust_logprob_gate=gate, robust_no_speech_gate=no_speech, ensemble=ensemble,
+                           ensemble_pick=args.ensemble_pick)
     print(bundle)
     return 0
 
@@ -270,5 +274,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ex.add_argument("--ensemble-member", action="append", metavar="PATH",
                     help="a further robust adapter (training output or bundle, same base model) served beside "
                          "--robust as a ROVER ensemble (repeatable; docs/training.md, round 31)")
+    ex.add_argument("--ensemble-pick", choices=("vote", "likelihood"), default="vote",
+                    help="how the ensemble's transcripts become one answer: their ROVER vote, or the candidate "
+                         "the members find likeliest (docs/training.md, round 32)")
     ex.add_argument("--out", required=True, help="bundle folder to write (replaced)")
     ex.set_defaults(func=_cmd_export)

@@ -138,12 +138,14 @@ def ensemble_members(robust: str) -> tuple[Path, ...]:
 
 def vote_ensemble(clips: list[dict[str, Any]], robust: str, decoder, out: Path,
                   device: str | torch.device = "cpu") -> tuple[Path, ...]:
-    """For an ensemble bundle, decode with each member too and make ``robust_hyp`` their ROVER vote, as served.
+    """For an ensemble bundle, decode with each member too and make ``robust_hyp`` the ensemble's answer, as served.
 
-    The main adapter's transcripts must already be in ``robust_hyp``; every transcript goes to
-    ``robust_member_hyps`` (main first) for analysis. Each member's transcripts are cached like the main's
-    (``robust_hyps-member<N>.json``), under the same gates, as the embedded engine decodes them. Returns the
-    members voted (none for a checkpoint folder or a bundle without an ensemble).
+    The answer is the ROVER vote, or with the bundle's ``ensemble_pick = "likelihood"`` the candidate the
+    members find likeliest (:func:`likeliest_candidates`). The main adapter's transcripts must already be in
+    ``robust_hyp``; every transcript goes to ``robust_member_hyps`` (main first) for analysis. Each member's
+    transcripts are cached like the main's (``robust_hyps-member<N>.json``), under the same gates, as the
+    embedded engine decodes them. Returns the members (none for a checkpoint folder or a bundle without an
+    ensemble).
     """
     bundle = _bundle_of(robust)
     if bundle is None or not bundle.ensemble:
@@ -161,7 +163,37 @@ def vote_ensemble(clips: list[dict[str, Any]], robust: str, decoder, out: Path,
     for c, vote in zip(clips, votes):
         c["robust_member_hyps"] = vote
         c["robust_hyp"] = combine(vote)
+    if bundle.ensemble_pick == "likelihood":
+        likeliest_candidates(clips, bundle, decoder.transcriber, device)
     return bundle.ensemble
+
+
+def likeliest_candidates(clips: list[dict[str, Any]], bundle: Bundle, transcriber,
+                         device: str | torch.device = "cpu") -> None:
+    """``robust_hyp`` := the candidate the members find likeliest, as the embedded engine picks it.
+
+    Candidates are :func:`service.engines.ensemble_pick.candidate_texts` of ``robust_member_hyps``; each
+    member (main adapter first) scores them on the clip's window; the scores go to ``robust_pick_scores``.
+    Clips over one window keep the vote, as served.
+    """
+    from tqdm import tqdm
+
+    from service.engines.candidate_scores import window_scores
+    from service.engines.ensemble_pick import best_candidate, candidate_texts, scorable
+    from training.whisper import unwrap
+
+    todo = [c for c in clips if scorable(c["audio"]) and len(candidate_texts(c["robust_member_hyps"])) > 1]
+    scores: list[list[list[float]]] = [[] for _ in todo]
+    for k, adapter in enumerate((bundle.adapter, *bundle.ensemble)):
+        model = unwrap(_adapted(bundle.base_model, adapter, device)[0])
+        for c, per_member in zip(tqdm(todo, desc=f"score candidates, member {k}", unit="clip"), scores):
+            per_member.append(window_scores(model, transcriber.log_mel, transcriber.vocab, transcriber.tokenizer,
+                                            c["audio"], candidate_texts(c["robust_member_hyps"])))
+        del model
+    for c, per_member in zip(todo, scores):
+        texts = candidate_texts(c["robust_member_hyps"])
+        c["robust_hyp"] = texts[best_candidate(per_member, len(texts))]
+        c["robust_pick_scores"] = per_member
 
 
 def _served_value(robust: str, field: str, recipe_value: float | None) -> float | None:
@@ -441,7 +473,8 @@ def run_eval(cfg: EvalConfig, base: str, robust: str | None, router_dir: str | N
     summary["systems"] = {"base": base, "robust": robust, "router": router_dir,
                           "robust_logprob_gate": robust_logprob_gate if robust else None,
                           "robust_no_speech_gate": robust_no_speech_gate if robust else None,
-                          "robust_ensemble": [str(m) for m in members] if robust else []}
+                          "robust_ensemble": [str(m) for m in members] if robust else [],
+                          "robust_ensemble_pick": _bundle_of(robust).ensemble_pick if robust and members else None}
     summary["n_clips"] = len(clips)
     summary["seconds"] = round(time.monotonic() - started, 1)
     summary["config"] = cfg.model_dump()

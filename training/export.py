@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from service.models.bundle import FORMAT, Bundle, BundleError, load_bundle
+from service.models.bundle import ENSEMBLE_PICKS, FORMAT, Bundle, BundleError, load_bundle
 
 _A, _B = ".lora_A.weight", ".lora_B.weight"
 
@@ -104,14 +104,19 @@ def export_bundle(out_dir: str | Path, base_model: str, adapter_dirs: list[str |
                   card: str, robust_logprob_gate: float | None = None,
                   adapter_weights: list[float] | None = None,
                   robust_no_speech_gate: float | None = None,
-                  ensemble: list[list[Path]] | None = None) -> Bundle:
+                  ensemble: list[list[Path]] | None = None, ensemble_pick: str = "vote") -> Bundle:
     """Assemble a bundle folder from training outputs (replacing any previous one).
 
     ``adapter_weights`` scales each of ``adapter_dirs`` (see ``combine_adapters``); default 1 each.
-    ``ensemble`` holds, per further robust member, the adapters that make it (combined into ``members/N``).
+    ``ensemble`` holds, per further robust member, the adapters that make it (combined into ``members/N``);
+    ``ensemble_pick`` is how their transcripts become one answer (written only for an ensemble).
     """
     if ensemble and not adapter_dirs:
         raise ValueError("a robust ensemble needs the bundle's own adapter (its first member)")
+    if ensemble_pick not in ENSEMBLE_PICKS:
+        raise ValueError(f"ensemble_pick must be one of {', '.join(ENSEMBLE_PICKS)}, got {ensemble_pick!r}")
+    if ensemble_pick != "vote" and not ensemble:
+        raise ValueError(f"ensemble_pick={ensemble_pick!r} needs ensemble members to pick from")
     out = Path(out_dir)
     if out.exists():
         shutil.rmtree(out)
@@ -138,6 +143,7 @@ def export_bundle(out_dir: str | Path, base_model: str, adapter_dirs: list[str |
             "robust_logprob_gate": robust_logprob_gate, "robust_no_speech_gate": robust_no_speech_gate}
     if members:
         meta["ensemble"] = members
+        meta["ensemble_pick"] = ensemble_pick
     (out / "bundle.json").write_text(json.dumps(meta, indent=2))
     (out / "README.md").write_text(card)
     return load_bundle(out)
@@ -196,14 +202,18 @@ def gate_note(export: dict[str, Any]) -> list[str]:
     return ["## Robust-path gates", "", *lines, ""] if lines else []
 
 
-def ensemble_note(members: int) -> list[str]:
+def ensemble_note(members: int, pick: str = "vote") -> list[str]:
     """Card lines on a robust ensemble: what it serves, what it costs, and where it is not served."""
     if not members:
         return []
+    answer = ("the ROVER vote of their transcripts (`service/engines/rover.py`)" if pick == "vote" else
+              "the candidate (a member's transcript or their ROVER vote) that all of them, teacher-forced, find "
+              "likeliest on average (`ensemble_pick = \"likelihood\"`, `service/engines/ensemble_pick.py`; audio "
+              "over 30 s gets the vote)")
     return ["## Robust ensemble", "",
             (f"The bundle holds {members} more robust adapters (`members/`) beside `adapter/`. The embedded engine "
-             f"decodes robust audio with all {members + 1} and serves the ROVER vote of their transcripts "
-             f"(`service/engines/rover.py`), as the numbers above were measured: {members + 1} decodes and "
+             f"decodes robust audio with all {members + 1} and serves {answer}, as the numbers above were "
+             f"measured: {members + 1} decodes and "
              f"{members + 1} merged model copies on the robust path. `robust_ensemble = \"off\"` "
              "(`MEGAASR_ROBUST_ENSEMBLE=off`) serves `adapter/` alone. The vLLM engine votes too when vLLM serves "
              "the members beside `adapter/` (`vllm_robust_member_models`, docs/deploy.md). Where the vote differs from `adapter/`'s transcript, the answer is one "
@@ -264,7 +274,8 @@ def export_source(robust: str | Path) -> ExportSource:
 
 
 def model_card(base_model: str, recipe: dict[str, Any], eval_summary: dict[str, Any] | None,
-               router_summary: dict[str, Any] | None, stage: str = "sft", ensemble_members: int = 0) -> str:
+               router_summary: dict[str, Any] | None, stage: str = "sft", ensemble_members: int = 0,
+               ensemble_pick: str = "vote") -> str:
     """Markdown model card with the training config and the measured numbers.
 
     ``stage`` is the exported model's own training record (``sft`` or ``rl``; ``soup`` for a weighted
@@ -285,7 +296,7 @@ def model_card(base_model: str, recipe: dict[str, Any], eval_summary: dict[str, 
         lines += ["## Evaluation (held-out speaker and sentences)", "", table, ""]
         lines += serving_note(eval_summary.get("config", {}))
     lines += gate_note(recipe.get("export", {}))
-    lines += ensemble_note(ensemble_members)
+    lines += ensemble_note(ensemble_members, ensemble_pick)
     if router_summary:
         lines += ["## Router", "", "```json", json.dumps(router_summary, indent=2), "```", ""]
     lines += ["## Training configuration", "", "```json", json.dumps(recipe, indent=2), "```", ""]

@@ -32,7 +32,8 @@ class EmbeddedEngine(Engine):
 
     A bundle with ``ensemble`` members (and ``robust_ensemble = "bundle"``) loads one more merged copy per
     member; robust requests are decoded by the main adapter and by each member, with the same gates, and
-    answered with the ROVER vote of their transcripts (:func:`service.engines.rover.ensemble_result`).
+    answered with one of their transcripts or their ROVER vote, as the bundle's ``ensemble_pick`` says
+    (:func:`service.engines.ensemble_pick.ensemble_answer`).
     """
 
     def __init__(self, model_path: Path, model_id: str, settings: Settings, robust: Bundle | None = None) -> None:
@@ -128,10 +129,13 @@ class EmbeddedEngine(Engine):
             audios, opts = [items[i][0] for i in members], [items[i][1] for i in members]
             decoded = transcriber.transcribe(audios, opts)
             if adapter == "robust" and self._members:
-                from service.engines.rover import ensemble_result
+                from service.engines.ensemble_pick import ensemble_answer
 
                 votes = [m.transcribe(audios, opts) for m in self._members]
-                decoded = [ensemble_result([own, *others]) for own, *others in zip(decoded, *votes)]
+                pick = self._robust_source.ensemble_pick if self._robust_source is not None else "vote"
+                everyone = [transcriber, *self._members]
+                decoded = [ensemble_answer([own, *others], audio, pick, everyone)
+                           for audio, own, *others in zip(audios, decoded, *votes)]
             for i, result in zip(members, decoded):
                 result.adapter = adapter
                 results[i] = result

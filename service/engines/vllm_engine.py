@@ -43,7 +43,9 @@ limit (``VLLM_MAX_AUDIO_DECODE_DURATION_S``, 600 s by default): above ``vllm_max
 * A bundle's robust ensemble is served: a robust request goes to the main adapter and to each member
   (``vllm_robust_member_models``, default ``<robust model>-mN`` on the robust server; or one server each,
   ``vllm_robust_member_urls``) at once, each with its own temperature fallback and gates, and the ROVER
-  vote of their transcripts is answered (:func:`service.engines.rover.ensemble_result`, as embedded).
+  vote of their transcripts is answered (:func:`service.engines.rover.ensemble_result`, as embedded). A
+  bundle's ``ensemble_pick = "likelihood"`` (teacher-forced scores of every candidate) is not available
+  through the transcription endpoint: the vote is answered, and a warning at start says so.
 * Word timestamps, ``condition_on_previous_text``, ``beam_size > 1`` and ``best_of > 1`` are refused
   (400, or a start-up error for the service settings), never silently ignored.
 * vLLM 0.32 builds a multilingual prompt for every Whisper and so returns empty text for
@@ -130,6 +132,10 @@ class VllmEngine(Engine):
                         "no-speech probability, so the robust path runs without it (the embedded engine applies it)",
                         no_speech_gate)
         self._members = ensemble_targets(settings, robust, self._targets.get("robust"))
+        if self._members and robust is not None and robust.ensemble_pick != "vote":
+            log.warning("the bundle's ensemble_pick (%s) needs each member's log-probabilities of every candidate, "
+                        "which vLLM's transcription endpoint does not give: the vLLM engine answers the ROVER vote "
+                        "(the embedded engine picks as the bundle says)", robust.ensemble_pick)
         self._gate_unreadable_logged = False
         self._reachable: set[str] = set()
         self._client: httpx.AsyncClient | None = None

@@ -40,6 +40,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 FORMAT = "megaasr-bundle/1"
+#: How an ensemble's transcripts become one answer (``ensemble_pick``): the ROVER vote, or the candidate
+#: (a member's transcript or the vote) the members find likeliest (:mod:`service.engines.ensemble_pick`).
+ENSEMBLE_PICKS = ("vote", "likelihood")
 
 
 class BundleError(ValueError):
@@ -60,6 +63,7 @@ class Bundle:
     robust_logprob_gate: float | None = None
     robust_no_speech_gate: float | None = None
     ensemble: tuple[Path, ...] = ()
+    ensemble_pick: str = "vote"
 
     @property
     def has_robust(self) -> bool:
@@ -95,8 +99,9 @@ def load_bundle(directory: str | Path) -> Bundle:
                                  "a probability strictly between 0 and 1")
     card = root / "README.md"
     adapter = part("adapter")
+    ensemble = _ensemble(root, meta, adapter)
     return Bundle(root, str(meta["base_model"]), adapter, part("merged"), part("router"), threshold,
-                  card if card.exists() else None, gate, no_speech, _ensemble(root, meta, adapter))
+                  card if card.exists() else None, gate, no_speech, ensemble, _ensemble_pick(root, meta, ensemble))
 
 
 def _folder(root: Path, key: str, name: str) -> Path:
@@ -122,6 +127,18 @@ def _ensemble(root: Path, meta: dict, adapter: Path | None) -> tuple[Path, ...]:
     if len(set(members) | {adapter}) != len(members) + 1:
         raise BundleError(f"{root}: 'ensemble' names a folder twice, or the main adapter")
     return members
+
+
+def _ensemble_pick(root: Path, meta: dict, ensemble: tuple[Path, ...]) -> str:
+    """``ensemble_pick``: one of :data:`ENSEMBLE_PICKS`, "vote" when absent; only next to an ``ensemble``."""
+    pick = meta.get("ensemble_pick")
+    if pick is None:
+        return "vote"
+    if pick not in ENSEMBLE_PICKS:
+        raise BundleError(f"{root}: 'ensemble_pick' must be one of {', '.join(ENSEMBLE_PICKS)}, got {pick!r}")
+    if not ensemble:
+        raise BundleError(f"{root}: 'ensemble_pick' is set but the bundle has no 'ensemble' to pick from")
+    return pick
 
 
 def _optional_number(meta: dict, key: str, valid, requirement: str) -> float | None:

@@ -294,3 +294,28 @@ def test_a_robust_ensemble_is_loaded_decoded_and_voted(tiny_en_dir: Path, libriv
     assert all(m.probe is robust.probe for m in members)
     assert voted.text == alone.text and voted.text.strip() and voted.adapter == "robust"
     assert "ensemble_voted" not in voted.extras  # unanimous: the main result is served as it is
+    (root / "bundle.json").write_text(json.dumps({**meta, "ensemble": ["members/1", "members/2"],
+                                                  "ensemble_pick": "likelihood"}))
+    picked, _, _ = asyncio.run(run(Settings(threads=2), load_bundle(root)))
+    assert picked.text == alone.text and "ensemble_pick" not in picked.extras  # one candidate: nothing to score
+
+
+def test_real_models_find_the_true_transcript_likeliest(tiny, librivox) -> None:
+    """The likelihood pick on real weights and speech: tiny.en scores the reference of a LibriVox clip above
+    two corrupted transcripts of it and answers the result that carries it (scores by teacher forcing)."""
+    from dataclasses import replace
+
+    from service.engines.candidate_scores import window_scores
+    from service.engines.ensemble_pick import ensemble_answer
+
+    reference, audio = librivox[0][1], read16k(librivox[0][0])
+    decoded = tiny.transcribe([audio], [TranscriptionOptions(language="en")])[0]
+    words = reference.split()
+    swapped = " ".join(words[len(words) // 2:] + words[:len(words) // 2])
+    dropped = " ".join(words[::2])
+    scores = window_scores(tiny.runner.model, tiny.log_mel, tiny.vocab, tiny.tokenizer, audio,
+                           [reference, swapped, dropped, ""])
+    assert scores[0] > max(scores[1:]) and all(s < 0 for s in scores)
+    results = [replace(decoded, text=swapped), replace(decoded, text=reference), replace(decoded, text=dropped)]
+    answer = ensemble_answer(results, audio, "likelihood", [tiny, tiny, tiny])
+    assert answer.text == reference and answer.extras["ensemble_pick"] == "likelihood"

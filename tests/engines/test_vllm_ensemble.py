@@ -105,6 +105,15 @@ def test_a_vote_equal_to_the_main_adapter_serves_its_result_unchanged() -> None:
     assert result.segments[0].tokens == [1, 2]  # the main adapter's own segment, not a voted one
 
 
+def test_a_likelihood_pick_is_announced_as_answered_by_the_vote(caplog) -> None:
+    with caplog.at_level("WARNING", logger="service.engines.vllm_engine"):
+        VllmEngine(Path("/m"), "whisper-base", SETTINGS, robust=_bundle(2))
+    assert "ensemble_pick" not in caplog.text
+    with caplog.at_level("WARNING", logger="service.engines.vllm_engine"):
+        VllmEngine(Path("/m"), "whisper-base", SETTINGS, robust=replace(_bundle(2), ensemble_pick="likelihood"))
+    assert "ensemble_pick (likelihood) needs each member's log-probabilities" in caplog.text
+
+
 def test_base_requests_ask_the_base_model_only() -> None:
     engine, asked = _engine_answering({"whisper-base": "hello there"})
     result = asyncio.run(engine._decode(SPEECH, replace(ROBUST, adapter="base")))

@@ -135,6 +135,22 @@ def test_the_robust_ensemble_is_read_and_checked(tmp_path: Path) -> None:
         load_bundle(root)
 
 
+def test_the_ensemble_pick_is_read_and_checked(tmp_path: Path) -> None:
+    root = _bundle(tmp_path / "b", router=None)
+    meta = json.loads((root / "bundle.json").read_text())
+    (root / "members/1").mkdir(parents=True)
+    ensemble = {**meta, "ensemble": ["members/1"]}
+    (root / "bundle.json").write_text(json.dumps(ensemble))
+    assert load_bundle(root).ensemble_pick == "vote"  # round 31's bundles (no key) vote, as they were measured
+    (root / "bundle.json").write_text(json.dumps({**ensemble, "ensemble_pick": "likelihood"}))
+    assert load_bundle(root).ensemble_pick == "likelihood"
+    for bad, message in (({**ensemble, "ensemble_pick": "best"}, "must be one of vote, likelihood"),
+                         ({**meta, "ensemble_pick": "likelihood"}, "no 'ensemble' to pick from")):
+        (root / "bundle.json").write_text(json.dumps(bad))
+        with pytest.raises(BundleError, match=message):
+            load_bundle(root)
+
+
 def test_the_served_no_speech_gate_is_the_bundles_unless_the_setting_says_otherwise(tmp_path: Path) -> None:
     from dataclasses import replace
 

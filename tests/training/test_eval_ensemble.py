@@ -61,3 +61,50 @@ def test_a_bundle_without_members_is_left_alone(tmp_path: Path) -> None:
     decoder = _Decoder()
     ev.vote_ensemble(clips, str(bundle.root), decoder, tmp_path / "out")
     assert clips == [{"text": "a", "robust_hyp": "b"}] and decoder.models == []
+
+
+def test_a_likelihood_bundle_answers_the_candidate_its_members_score_best(tmp_path: Path, monkeypatch) -> None:
+    """`ensemble_pick = "likelihood"`: every member (main first) scores the clip's candidates; clips with one
+    candidate or over 30 s are not scored and keep the vote, as the engine answers them."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    import service.engines.candidate_scores as cs
+
+    model_path = tiny_whisper(tmp_path / "model", model_dir("whisper-tiny.en"))
+    adapters = []
+    for seed in (0, 1, 2):
+        model, _, _ = load_model(str(model_path))
+        adapters.append(tmp_path / f"lora{seed}")
+        add_lora(model, "joint", 1, 4, 8, 0.0).save_pretrained(adapters[-1])
+    bundle = export_bundle(tmp_path / "bundle", str(model_path), [adapters[0]], None, None, 0.5, "card",
+                           ensemble=[[adapters[1]], [adapters[2]]], ensemble_pick="likelihood")
+    answers = ["press one for sales", "goodbye", "press one for sales"]
+    monkeypatch.setattr(ev, "cached_hyps", lambda path, model_id, clips, decoder, label="base": answers)
+    scored = []
+
+    def window_scores(model, log_mel, vocab, tokenizer, audio, texts, language="en"):
+        scored.append((model, list(texts)))
+        return [-0.5 if t == "press two for males" else -1.0 for t in texts]  # every member prefers the main's
+
+    monkeypatch.setattr(cs, "window_scores", window_scores)
+    loaded = []
+    adapted = ev._adapted
+
+    def recording_adapted(base_model, adapter, device):
+        loaded.append(adapter)
+        return adapted(base_model, adapter, device)
+
+    monkeypatch.setattr(ev, "_adapted", recording_adapted)
+    short, long = np.zeros(16_000, np.float32), np.zeros(31 * 16_000, np.float32)
+    clips = [{"text": "press one for sales", "robust_hyp": "press two for males", "audio": short},
+             {"text": "goodbye", "robust_hyp": "goodbye", "audio": short},
+             {"text": "press one for sales", "robust_hyp": "press two for males", "audio": long}]
+    decoder = _Decoder()
+    decoder.transcriber = SimpleNamespace(log_mel=None, vocab=None, tokenizer=None)
+    ev.vote_ensemble(clips, str(bundle.root), decoder, tmp_path / "out")
+    assert [c["robust_hyp"] for c in clips] == ["press two for males", "goodbye", "press one for sales"]
+    assert [texts for _, texts in scored] == [["press two for males", "press one for sales"]] * 3
+    assert loaded[-3:] == [bundle.adapter, *bundle.ensemble]  # after the decodes: main, then each member, score
+    assert clips[0]["robust_pick_scores"] == [[-0.5, -1.0]] * 3 and "robust_pick_scores" not in clips[1]

@@ -184,6 +184,13 @@ def test_export_writes_a_robust_ensemble_of_members(tmp_path, capsys):
                  "--out", str(tmp_path / "member")]) == 2
     assert "is the --ensemble-member folder" in capsys.readouterr().err
     assert load_bundle(tmp_path / "member").adapter.exists()
+    assert bundle.ensemble_pick == "vote" and "ROVER vote of their transcripts" in card
+    assert main([*export, "--robust", str(robust), "--ensemble-member", str(tmp_path / "member"),
+                 "--ensemble-pick", "likelihood", "--out", str(tmp_path / "likeliest")]) == 0
+    likeliest = load_bundle(tmp_path / "likeliest")
+    assert likeliest.ensemble_pick == "likelihood" and "find likeliest" in likeliest.card.read_text()
+    assert main([*export, "--robust", str(robust), "--ensemble-pick", "likelihood", "--out", str(tmp_path / "x")]) == 2
+    assert "needs ensemble members to pick from" in capsys.readouterr().err
 
 
 def test_model_card_names_only_the_stages_the_model_went_through():
