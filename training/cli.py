@@ -169,7 +169,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
             raise BundleError(f"--out {args.out} is the {flag} folder, or inside or around it; export replaces its "
                               "--out folder, so write elsewhere and move it")
     source = export_source(args.robust)
-    ensemble = [export_source(m).adapters for m in members]
+    # a bundle's own members (BUNDLE/members/N) are bare peft adapter folders: they are their own adapters
+    ensemble = [[Path(m)] if (Path(m) / "adapter_config.json").is_file() else export_source(m).adapters
+                for m in members]
     eval_summary = json.loads(Path(args.eval_summary).read_text()) if args.eval_summary else None
     router_summary = read_router_summary(args.router) if args.router else None
     threshold = args.threshold if args.threshold is not None else (router_summary or {}).get("threshold", 0.5)
@@ -272,7 +274,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ex.add_argument("--no-speech-gate", type=GateArg.parse_probability, metavar="PROB|none",
                     help="robust_no_speech_gate written into the bundle (default: [export].robust_no_speech_gate)")
     ex.add_argument("--ensemble-member", action="append", metavar="PATH",
-                    help="a further robust adapter (training output or bundle, same base model) served beside "
+                    help="a further robust adapter (training output, bundle, or a bundle's members/N; same base model) served beside "
                          "--robust as a ROVER ensemble (repeatable; docs/training.md, round 31)")
     ex.add_argument("--ensemble-pick", choices=("vote", "likelihood"), default="vote",
                     help="how the ensemble's transcripts become one answer: their ROVER vote, or the candidate "

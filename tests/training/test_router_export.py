@@ -189,6 +189,14 @@ def test_export_writes_a_robust_ensemble_of_members(tmp_path, capsys):
                  "--ensemble-pick", "likelihood", "--out", str(tmp_path / "likeliest")]) == 0
     likeliest = load_bundle(tmp_path / "likeliest")
     assert likeliest.ensemble_pick == "likelihood" and "find likeliest" in likeliest.card.read_text()
+    # an ensemble bundle exported again: its own members/N folders are taken as they are
+    assert main([*export, "--robust", str(tmp_path / "ens"), "--ensemble-member", str(tmp_path / "ens/members/1"),
+                 "--ensemble-member", str(tmp_path / "ens/members/2"), "--ensemble-pick", "likelihood",
+                 "--out", str(tmp_path / "again")]) == 0
+    again = load_bundle(tmp_path / "again")
+    assert again.ensemble_pick == "likelihood" and len(again.ensemble) == 2
+    for old, new in zip(bundle.ensemble, again.ensemble):
+        assert (old / "adapter_model.safetensors").read_bytes() == (new / "adapter_model.safetensors").read_bytes()
     assert main([*export, "--robust", str(robust), "--ensemble-pick", "likelihood", "--out", str(tmp_path / "x")]) == 2
     assert "needs ensemble members to pick from" in capsys.readouterr().err
 
