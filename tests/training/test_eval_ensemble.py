@@ -23,15 +23,20 @@ class _Decoder:
         return self
 
 
-def test_each_member_decodes_and_the_robust_transcript_is_the_vote(tmp_path: Path, monkeypatch) -> None:
+def _ensemble_bundle(tmp_path: Path, ensemble_pick: str = "vote"):
+    """A tiny random Whisper with three random LoRA adapters, exported as a main adapter and two members."""
     model_path = tiny_whisper(tmp_path / "model", model_dir("whisper-tiny.en"))
     adapters = []
     for seed in (0, 1, 2):
         model, _, _ = load_model(str(model_path))
         adapters.append(tmp_path / f"lora{seed}")
         add_lora(model, "joint", 1, 4, 8, 0.0).save_pretrained(adapters[-1])
-    bundle = export_bundle(tmp_path / "bundle", str(model_path), [adapters[0]], None, None, 0.5, "card",
-                           ensemble=[[adapters[1]], [adapters[2]]])
+    return export_bundle(tmp_path / "bundle", str(model_path), [adapters[0]], None, None, 0.5, "card",
+                         ensemble=[[adapters[1]], [adapters[2]]], ensemble_pick=ensemble_pick)
+
+
+def test_each_member_decodes_and_the_robust_transcript_is_the_vote(tmp_path: Path, monkeypatch) -> None:
+    bundle = _ensemble_bundle(tmp_path)
     answers = {str(bundle.ensemble[0]): ["press one for sales", ""], str(bundle.ensemble[1]): ["press one for sales", ""]}
     cached = []
 
@@ -49,7 +54,7 @@ def test_each_member_decodes_and_the_robust_transcript_is_the_vote(tmp_path: Pat
     assert [c["robust_hyp"] for c in clips] == ["press one for sales", ""]  # two members outvote the main adapter
     assert clips[0]["robust_member_hyps"] == ["press two for males", "press one for sales", "press one for sales"]
     assert ev.ensemble_members(str(bundle.root)) == bundle.ensemble
-    assert ev.ensemble_members(str(model_path)) == ()  # a checkpoint folder has no ensemble
+    assert ev.ensemble_members(str(tmp_path / "model")) == ()  # a checkpoint folder has no ensemble
 
 
 def test_a_bundle_without_members_is_left_alone(tmp_path: Path) -> None:
@@ -72,14 +77,7 @@ def test_a_likelihood_bundle_answers_the_candidate_its_members_score_best(tmp_pa
 
     import service.engines.candidate_scores as cs
 
-    model_path = tiny_whisper(tmp_path / "model", model_dir("whisper-tiny.en"))
-    adapters = []
-    for seed in (0, 1, 2):
-        model, _, _ = load_model(str(model_path))
-        adapters.append(tmp_path / f"lora{seed}")
-        add_lora(model, "joint", 1, 4, 8, 0.0).save_pretrained(adapters[-1])
-    bundle = export_bundle(tmp_path / "bundle", str(model_path), [adapters[0]], None, None, 0.5, "card",
-                           ensemble=[[adapters[1]], [adapters[2]]], ensemble_pick="likelihood")
+    bundle = _ensemble_bundle(tmp_path, ensemble_pick="likelihood")
     answers = ["press one for sales", "goodbye", "press one for sales"]
     monkeypatch.setattr(ev, "cached_hyps", lambda path, model_id, clips, decoder, label="base": answers)
     scored = []
