@@ -29,8 +29,9 @@ for d in std fresh; do
   mkdir -p runs/r32/$d-lik && cp runs/r32/$d/*hyps*.json runs/r32/$d-lik/
 done
 $M eval --config $C --robust $B --router $B/router --beam-size 5 --out runs/r32/std-lik > runs/r32/std-lik.log 2>&1
-$M eval --config $C --robust $B --router $B/router --beam-size 5 --seed 2026 --clips-per-scenario 4 \
-  --out runs/r32/fresh-lik > runs/r32/fresh-lik.log 2>&1
+# (as run: the fresh draw alone on the CPU, so the recipe's own two threads)
+$M eval --config training/configs/base-r19.toml --robust $B --router $B/router --beam-size 5 --seed 2026 \
+  --clips-per-scenario 4 --out runs/r32/fresh-lik > runs/r32/fresh-lik.log 2>&1
 git checkout $B/bundle.json
 
 # 3. paired: likelihood pick minus the vote, pooled over both draws
