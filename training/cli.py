@@ -155,23 +155,24 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from service.models.bundle import BundleError
-    from training.export import export_bundle, export_source, model_card, writing_destroys
+    from training.export import (
+        ensemble_member_adapters,
+        export_bundle,
+        export_source,
+        model_card,
+        writing_destroys,
+    )
     from training.export import router_summary as read_router_summary
 
     cfg = _config(args)
     members = args.ensemble_member or []
-    if args.ensemble_pick != "vote" and not members:
-        raise BundleError(f"--ensemble-pick {args.ensemble_pick} needs ensemble members to pick from "
-                          "(--ensemble-member PATH, repeatable)")
     for flag, source in (("--robust", args.robust), ("--router", args.router),
                          *(("--ensemble-member", m) for m in members)):
         if source and writing_destroys(args.out, source):
             raise BundleError(f"--out {args.out} is the {flag} folder, or inside or around it; export replaces its "
                               "--out folder, so write elsewhere and move it")
     source = export_source(args.robust)
-    # a bundle's own members (BUNDLE/members/N) are bare peft adapter folders: they are their own adapters
-    ensemble = [[Path(m)] if (Path(m) / "adapter_config.json").is_file() else export_source(m).adapters
-                for m in members]
+    ensemble = [ensemble_member_adapters(m) for m in members]
     eval_summary = json.loads(Path(args.eval_summary).read_text()) if args.eval_summary else None
     router_summary = read_router_summary(args.router) if args.router else None
     threshold = args.threshold if args.threshold is not None else (router_summary or {}).get("threshold", 0.5)
@@ -192,6 +193,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``train`` (data, sft, rl, router), ``eval`` and ``export`` to the ``megaasr`` CLI."""
+    from service.models.bundle import ENSEMBLE_PICKS  # light: the bundle format only
+
     train = subparsers.add_parser("train", help="robust LoRA training: data, A2S-SFT, DG-WGPO, router",
                                   description="Train the Mega-ASR robust adapter and router from a recipe TOML.")
     stages = train.add_subparsers(dest="train_stage", metavar="{data,sft,rl,router}")
@@ -276,7 +279,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ex.add_argument("--ensemble-member", action="append", metavar="PATH",
                     help="a further robust adapter (training output, bundle, or a bundle's members/N; same base model) served beside "
                          "--robust as a ROVER ensemble (repeatable; docs/training.md, round 31)")
-    ex.add_argument("--ensemble-pick", choices=("vote", "likelihood"), default="vote",
+    ex.add_argument("--ensemble-pick", choices=ENSEMBLE_PICKS, default="vote",
                     help="how the ensemble's transcripts become one answer: their ROVER vote, or the candidate "
                          "the members find likeliest (docs/training.md, round 32)")
     ex.add_argument("--out", required=True, help="bundle folder to write (replaced)")

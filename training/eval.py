@@ -182,16 +182,16 @@ def likeliest_candidates(clips: list[dict[str, Any]], bundle: Bundle, transcribe
     from service.engines.ensemble_pick import best_candidate, candidate_texts, scorable
     from training.whisper import unwrap
 
-    todo = [c for c in clips if scorable(c["audio"]) and len(candidate_texts(c["robust_member_hyps"])) > 1]
+    todo = [(c, texts) for c in clips if scorable(c["audio"])
+            for texts in [candidate_texts(c["robust_member_hyps"])] if len(texts) > 1]
     scores: list[list[list[float]]] = [[] for _ in todo]
     for k, adapter in enumerate((bundle.adapter, *bundle.ensemble)):
         model = unwrap(_adapted(bundle.base_model, adapter, device)[0])
-        for c, per_member in zip(tqdm(todo, desc=f"score candidates, member {k}", unit="clip"), scores):
+        for (c, texts), per_member in zip(tqdm(todo, desc=f"score candidates, member {k}", unit="clip"), scores):
             per_member.append(window_scores(model, transcriber.log_mel, transcriber.vocab, transcriber.tokenizer,
-                                            c["audio"], candidate_texts(c["robust_member_hyps"])))
+                                            c["audio"], texts))
         del model
-    for c, per_member in zip(todo, scores):
-        texts = candidate_texts(c["robust_member_hyps"])
+    for (c, texts), per_member in zip(todo, scores):
         c["robust_hyp"] = texts[best_candidate(per_member, len(texts))]
         c["robust_pick_scores"] = per_member
 

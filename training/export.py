@@ -114,9 +114,10 @@ def export_bundle(out_dir: str | Path, base_model: str, adapter_dirs: list[str |
     if ensemble and not adapter_dirs:
         raise ValueError("a robust ensemble needs the bundle's own adapter (its first member)")
     if ensemble_pick not in ENSEMBLE_PICKS:
-        raise ValueError(f"ensemble_pick must be one of {', '.join(ENSEMBLE_PICKS)}, got {ensemble_pick!r}")
+        raise BundleError(f"ensemble_pick must be one of {', '.join(ENSEMBLE_PICKS)}, got {ensemble_pick!r}")
     if ensemble_pick != "vote" and not ensemble:
-        raise ValueError(f"ensemble_pick={ensemble_pick!r} needs ensemble members to pick from")
+        raise BundleError(f"ensemble_pick={ensemble_pick!r} needs ensemble members to pick from "
+                          "(--ensemble-member PATH, repeatable)")
     out = Path(out_dir)
     if out.exists():
         shutil.rmtree(out)
@@ -271,6 +272,14 @@ def export_source(robust: str | Path) -> ExportSource:
     if not found:
         raise BundleError(f"{root}: the model card does not say how the adapter was trained")
     return ExportSource([bundle.adapter], None, max(found, key=lambda stage: len(TRAINED_BY[stage])))
+
+
+def ensemble_member_adapters(member: str | Path) -> list[Path]:
+    """The adapters that make one ``--ensemble-member``: a bare peft adapter folder (a bundle's own
+    ``members/N``, so an ensemble bundle can be exported again) is its own adapter; otherwise
+    :func:`export_source`'s (a training output or a bundle)."""
+    path = Path(member)
+    return [path] if (path / "adapter_config.json").is_file() else export_source(path).adapters
 
 
 def model_card(base_model: str, recipe: dict[str, Any], eval_summary: dict[str, Any] | None,

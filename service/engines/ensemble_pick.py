@@ -8,8 +8,8 @@ over the members, and the best candidate is answered. A member's own transcript 
 result (segments and timings intact); the vote as :func:`service.engines.rover.ensemble_result` makes it.
 Ties go to the earlier candidate, so the main adapter wins them.
 
-Scoring needs one window: audio longer than ``max_seconds`` (30 s) is answered with the vote, and the result
-says so (``extras["ensemble_pick"] = "vote"``).
+Scoring needs one window: audio longer than one window (``CHUNK_SECONDS``, 30 s) is answered with the vote,
+and the result says so (``extras["ensemble_pick"] = "vote"``).
 """
 
 from __future__ import annotations
@@ -21,10 +21,8 @@ import numpy as np
 
 from service.engines.base import TranscriptionResult
 from service.engines.candidate_scores import window_scores
+from service.engines.features import CHUNK_SECONDS, SAMPLE_RATE
 from service.engines.rover import combine, ensemble_result
-
-SAMPLE_RATE = 16_000
-WINDOW_SECONDS = 30.0
 
 
 def candidate_texts(transcripts: Sequence[str]) -> list[str]:
@@ -46,7 +44,7 @@ def best_candidate(scores: Sequence[Sequence[float]], n_candidates: int) -> int:
 
 def scorable(audio: np.ndarray) -> bool:
     """Whether the candidates can be scored on one window (at most 30 s of audio)."""
-    return len(audio) <= WINDOW_SECONDS * SAMPLE_RATE
+    return len(audio) <= CHUNK_SECONDS * SAMPLE_RATE
 
 
 def ensemble_answer(results: Sequence[TranscriptionResult], audio: np.ndarray, pick: str,
