@@ -112,6 +112,16 @@ def model_archive(name: str) -> bytes:
     return buffer.getvalue()
 
 
+def kit_models(cfg) -> list[str]:
+    """The models the kit carries: the recipe's base model only (each costs ~3-6 calls of device time), so a
+    recipe whose `train data` grades with another model is refused here, before the long build."""
+    grade = cfg.data.grade_model
+    if grade not in (None, cfg.sft.base_model):
+        raise SystemExit(f"device_kit: [data].grade_model {grade!r} is not the recipe's base model "
+                         f"{cfg.sft.base_model!r}; the kit carries that one only: grade with it (or leave it unset)")
+    return [cfg.sft.base_model]
+
+
 def clean_speech(data: DataConfig, dest: Path) -> dict[str, int]:
     """Render every TTS utterance of the recipe's plan with flite and store it as Opus in a tar."""
     import soundfile as sf
@@ -203,6 +213,7 @@ def folder_bytes(folder: Path) -> int:
 
 def build(config: Path, variants: tuple[Path, ...] = (), train: str = "sft") -> dict:
     cfg = load_config(config)
+    kit_models(cfg)  # before the long build
     variant_dirs([config, *variants], train)  # variants train on the recipe's clips: refuse before the long build
     if KIT.exists():
         shutil.rmtree(KIT)
@@ -215,7 +226,8 @@ def build(config: Path, variants: tuple[Path, ...] = (), train: str = "sft") -> 
     wheels = download_wheels(first / "wheels")
     data = system_config(cfg.data)  # the recipe's sources, read from this machine's packages
     speakers = clean_speech(data, KIT / "clean.tar")
-    payload, payload_fields = kit_payload.pack(model_archive(cfg.sft.base_model), (KIT / "clean.tar").read_bytes())
+    (model,) = kit_models(cfg)
+    payload, payload_fields = kit_payload.pack(model_archive(model), (KIT / "clean.tar").read_bytes())
     (KIT / "clean.tar").unlink()
     held_out_data(data, last / "data.tar.xz", noise_bytes=0)  # sized without noise, then rebuilt with it
     noise_bytes, slices = plan_parts(len(payload), folder_bytes(first), folder_bytes(last) + 4096, budget)

@@ -31,7 +31,7 @@ def _path_fields(section) -> dict[str, str]:
             if isinstance(field.default, str) and field.default.startswith("/")}
 
 
-GPU_RECIPES = sorted((ROOT / "training/configs").glob("tiny-en-gpu*.toml"))
+GPU_RECIPES = sorted((ROOT / "training/configs").glob("*-gpu*.toml"))
 
 
 @pytest.mark.parametrize("recipe", GPU_RECIPES, ids=[p.stem for p in GPU_RECIPES])
@@ -44,6 +44,21 @@ def test_the_gpu_recipe_reads_only_from_the_kit(recipe):
     assert all(v.startswith(".gpu/data/") for v in fields.values()), fields
     assert cfg.router.real_clean_train == []  # not carried: the run evaluates with the shipped router
     assert cfg.data.workers > 1 and cfg.sft.batch_size > load_config(ROOT / "training/configs/tiny-en.toml").sft.batch_size
+
+
+@pytest.mark.parametrize("recipe", GPU_RECIPES, ids=[p.stem for p in GPU_RECIPES])
+def test_the_gpu_recipe_grades_with_the_model_the_kit_carries(recipe):
+    """The kit carries one model, the recipe's base model: `train data` there grades its clips with it."""
+    cfg = load_config(recipe)
+    assert cfg.data.grade_model in (None, cfg.sft.base_model)
+    assert _kit_module().kit_models(cfg) == [cfg.sft.base_model]
+
+
+def test_the_kit_builder_refuses_a_recipe_that_grades_with_another_model():
+    cfg = load_config(ROOT / "training/configs/base-gpu.toml")
+    tiny_graded = cfg.model_copy(update={"data": cfg.data.model_copy(update={"grade_model": "whisper-tiny.en"})})
+    with pytest.raises(SystemExit, match="grade_model"):
+        _kit_module().kit_models(tiny_graded)
 
 
 def test_the_kit_builder_maps_every_kit_path_back_to_this_machine():
