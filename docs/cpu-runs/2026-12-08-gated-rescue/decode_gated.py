@@ -8,8 +8,7 @@ write independently is more likely to be right; this decodes what each member wo
 answer rules fixed in advance (rescue.py) can be measured offline. Noise-only and silent clips routed to the
 robust path are decoded too: a rescue must not bring back hallucinations.
 
-    python docs/cpu-runs/2026-12-08-gated-rescue/decode_gated.py --config runs/r32/t1.toml --rows runs/r32/std \\
-        --beam-size 5 --out runs/r33/std-gated.json   [--seed 2026 --clips-per-scenario 4]
+    python docs/cpu-runs/2026-12-08-gated-rescue/decode_gated.py --rows runs/r32/std --out runs/r33/std-gated.json
 """
 import argparse
 import json
@@ -18,24 +17,20 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from training.cli import eval_settings
-from training.config import load_config
+from training.config import EvalConfig
 from training.eval import _adapted, _bundle_of, build_eval_clips, decode_temperatures
 from training.whisper import Decoder, resolve_model
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-parser.add_argument("--config", required=True)
-parser.add_argument("--rows", required=True, help="the shipped bundle's eval folder of this draw (clips.jsonl)")
-parser.add_argument("--seed", type=int)
-parser.add_argument("--clips-per-scenario", type=int)
-parser.add_argument("--beam-size", type=int)
+parser.add_argument("--rows", required=True, help="the shipped bundle's eval folder of this draw (clips.jsonl, "
+                    "summary.json: the draw's own eval settings, so its clips are rebuilt exactly)")
 parser.add_argument("--bundle", default="checkpoints/whisper-base-robust")
+parser.add_argument("--threads", type=int, default=1)
 parser.add_argument("--out", required=True)
 args = parser.parse_args()
 
-recipe = load_config(args.config)
-cfg = eval_settings(recipe.eval, argparse.Namespace(out=None, seed=args.seed, clips_per_scenario=args.clips_per_scenario,
-                                                    decode=None, beam_size=args.beam_size, best_of=None))
+summary = json.loads(Path(args.rows, "summary.json").read_text())
+cfg = EvalConfig.model_validate({**summary["config"], "threads": args.threads})
 torch.set_num_threads(cfg.threads)
 bundle = _bundle_of(args.bundle)
 rows = [json.loads(line) for line in Path(args.rows, "clips.jsonl").read_text().splitlines()]
@@ -44,7 +39,7 @@ assert [c["id"] for c in clips] == [r["id"] for r in rows] and [c["scenario"] fo
 # the clips the shipped ensemble answers with nothing on the robust path, every member empty
 todo = [i for i, r in enumerate(rows) if r["routed_robust"] and not any(h.strip() for h in r["robust_member_hyps"])]
 print(f"{len(todo)} silenced clips of {len(rows)}")
-decoder = Decoder(resolve_model(recipe.sft.base_model), threads=cfg.threads, batch_size=cfg.batch_size,
+decoder = Decoder(resolve_model(bundle.base_model), threads=cfg.threads, batch_size=cfg.batch_size,
                   max_new_tokens=cfg.max_new_tokens, temperatures=decode_temperatures(cfg.decode),
                   beam_size=cfg.beam_size, best_of=cfg.best_of)
 members: list[list[str]] = []

@@ -9,9 +9,11 @@ D=docs/cpu-runs/2026-12-08-gated-rescue
 PY=.venv/bin/python
 mkdir -p runs/r33
 # 1. the eval draws' silenced clips (46 std, 67 fresh), three members each, no gate; two processes side by side
-$PY $D/decode_gated.py --config runs/r32/t1.toml --rows runs/r32/std --beam-size 5 --out runs/r33/std-gated.json &
-$PY $D/decode_gated.py --config runs/r32/t1.toml --rows runs/r32/fresh --seed 2026 --clips-per-scenario 4 \
-  --beam-size 5 --out runs/r33/fresh-gated.json &
+# (as run, the script took the draw's settings as flags: --config runs/r32/t1.toml --beam-size 5 [--seed 2026
+#  --clips-per-scenario 4]; it now reads them from the draw's summary.json, which holds the same EvalConfig but
+#  for out_dir, checked before the change)
+$PY $D/decode_gated.py --rows runs/r32/std --out runs/r33/std-gated.json &
+$PY $D/decode_gated.py --rows runs/r32/fresh --out runs/r33/fresh-gated.json &
 # 2. round 24's validation set, rebuilt without the whole round-3 data build (69 clean rows -> 301 clips), and
 #    its silenced clips (router + served no-speech probe over all 301, then the members on the 97 silenced)
 $PY $D/val_clean_rows.py training/configs/base.toml runs/r33/val-clean
