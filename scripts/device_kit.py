@@ -213,7 +213,7 @@ def folder_bytes(folder: Path) -> int:
 
 def build(config: Path, variants: tuple[Path, ...] = (), train: str = "sft") -> dict:
     cfg = load_config(config)
-    kit_models(cfg)  # before the long build
+    (model,) = kit_models(cfg)  # before the long build
     variant_dirs([config, *variants], train)  # variants train on the recipe's clips: refuse before the long build
     if KIT.exists():
         shutil.rmtree(KIT)
@@ -226,7 +226,6 @@ def build(config: Path, variants: tuple[Path, ...] = (), train: str = "sft") -> 
     wheels = download_wheels(first / "wheels")
     data = system_config(cfg.data)  # the recipe's sources, read from this machine's packages
     speakers = clean_speech(data, KIT / "clean.tar")
-    (model,) = kit_models(cfg)
     payload, payload_fields = kit_payload.pack(model_archive(model), (KIT / "clean.tar").read_bytes())
     (KIT / "clean.tar").unlink()
     held_out_data(data, last / "data.tar.xz", noise_bytes=0)  # sized without noise, then rebuilt with it

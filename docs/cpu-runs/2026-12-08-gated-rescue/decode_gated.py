@@ -15,10 +15,9 @@ import json
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from training.config import EvalConfig
-from training.eval import _adapted, _bundle_of, build_eval_clips, decode_temperatures
+from training.eval import _adapted, _bundle_of, build_eval_clips, decode_temperatures, transcribe_all
 from training.whisper import Decoder, resolve_model
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -45,10 +44,7 @@ decoder = Decoder(resolve_model(bundle.base_model), threads=cfg.threads, batch_s
 members: list[list[str]] = []
 for k, adapter in enumerate((bundle.adapter, *bundle.ensemble)):
     decoder.use_model(_adapted(bundle.base_model, adapter, "cpu")[0])  # no probe: the gate is off
-    hyps: list[str] = []
-    for s in tqdm(range(0, len(todo), cfg.batch_size), desc=f"member {k}", unit="batch"):
-        hyps += decoder([clips[i]["audio"] for i in todo[s:s + cfg.batch_size]])
-    members.append(hyps)
+    members.append(transcribe_all(decoder, [clips[i] for i in todo], f"member {k}"))
 out = Path(args.out)
 out.parent.mkdir(parents=True, exist_ok=True)
 out.write_text(json.dumps({"rows": args.rows, "bundle": args.bundle, "beam_size": cfg.beam_size,

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from service.engines.features import N_FRAMES
 from service.engines.no_speech_probe import NoSpeechProbe
 from service.models.router_net import AudioQualityRouter
-from training.eval import _adapted, _bundle_of, clips_from_manifest, decode_temperatures
+from training.eval import _adapted, _bundle_of, clips_from_manifest, decode_temperatures, transcribe_all
 from training.whisper import Decoder, resolve_model
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -62,10 +62,7 @@ print(f"{len(silenced)} of {len(clips)} clips silenced")
 members: list[list[str]] = []
 for k, adapter in enumerate((bundle.adapter, *bundle.ensemble)):
     decoder.use_model(_adapted(bundle.base_model, adapter, "cpu")[0])  # no probe: the gate is off
-    hyps: list[str] = []
-    for s in tqdm(range(0, len(silenced), 16), desc=f"member {k}", unit="batch"):
-        hyps += decoder([clips[i]["audio"] for i in silenced[s:s + 16]])
-    members.append(hyps)
+    members.append(transcribe_all(decoder, [clips[i] for i in silenced], f"member {k}"))
 keep = ("id", "text", "scenario", "n_effects", "severity")
 Path(args.out).parent.mkdir(parents=True, exist_ok=True)
 Path(args.out).write_text(json.dumps({
