@@ -28,6 +28,8 @@ RULES = ("shipped", "vote", "unanimous")
 def unanimous(hyps: list[str]) -> str:
     """The vote's words that every transcript has aligned as an equal word."""
     vote = tokens(combine(hyps))
+    if not vote:
+        return ""
     keep = [True] * len(vote)
     for h in hyps:
         keys = [k for k, _ in tokens(h)]

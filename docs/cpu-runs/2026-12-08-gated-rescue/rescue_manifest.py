@@ -16,9 +16,8 @@ from service.engines.rover import combine
 from service.scoring import score
 
 sys.path.insert(0, str(Path(__file__).parent))
-from rescue import unanimous
+from rescue import degraded, three_plus, unanimous
 
-NOT_DEGRADED = ("clean", "noise_only", "silent")
 RULES = {"vote": combine, "unanimous": unanimous}
 
 for path in sys.argv[1:]:
@@ -28,9 +27,7 @@ for path in sys.argv[1:]:
     silent = [c for c in clips if not c["text"].strip()]
     print(f"\n{path}: {len(clips)} silenced clips ({len(speech)} speech, {len(silent)} non-speech)")
     rows = [json.loads(line) for line in Path(data["manifest"]).read_text().splitlines()]
-    for group in ("degraded", "3+ effects"):
-        def test(c: dict, group: str = group) -> bool:
-            return c["scenario"] not in NOT_DEGRADED and (group == "degraded" or c["n_effects"] >= 3)
+    for group, test in (("degraded", degraded), ("3+ effects", three_plus)):
         words = sum(score(r["text"], "").word_edits for r in rows if test(r))  # normalised reference words
         members = [c for c in speech if test(c)]
         ref = sum(score(c["text"], "").word_edits for c in members)
